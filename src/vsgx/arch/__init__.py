@@ -1,0 +1,82 @@
+"""Architectural data of Intel SGX: structures, leaf numbers, error codes and flag bits.
+
+Pure data, no behaviour beyond parsing and serialising (SDM Vol. 3D ch. 38).
+"""
+
+from __future__ import annotations
+
+from vsgx.arch.constants import (
+    ATTRIBUTES_FLAGS_DEFINED,
+    EEXTEND_CHUNK,
+    HARDCODED_PKCS1_5_PADDING,
+    INTEL_LE_PUBKEY_HASH,
+    KEYPOLICY_DEFINED,
+    KEYPOLICY_KSS,
+    PAGE_SIZE,
+    SECINFO_FLAGS_VALID,
+    SECINFO_RWX,
+    SHA256_DIGESTINFO,
+    SIGSTRUCT_EXPONENT,
+    SIGSTRUCT_HEADER,
+    SIGSTRUCT_HEADER2,
+    SIGSTRUCT_VENDORS,
+    VA_SLOTS_PER_PAGE,
+    XFRM_LEGACY,
+    AttributesFlags,
+    EnclsLeaf,
+    EncluLeaf,
+    FeatureControl,
+    KeyName,
+    KeyPolicy,
+    MiscSelect,
+    Msr,
+    PageType,
+    Pfec,
+    SecinfoFlags,
+    SgxError,
+    TcsFlags,
+    Vector,
+    Xfrm,
+    secinfo_flags,
+)
+from vsgx.arch.layout import Field, Struct, StructError, parse_hex
+from vsgx.arch.structs import (
+    ATTRIBUTES,
+    EINITTOKEN,
+    EINITTOKEN_MAC_RANGE,
+    EXINFO,
+    EXITINFO_TYPE_HARDWARE,
+    EXITINFO_TYPE_SOFTWARE,
+    EXITINFO_VALID,
+    GPRSGX,
+    KEYREQUEST,
+    PAGEINFO,
+    PCMD,
+    REPORT,
+    REPORTBODY,
+    SECINFO,
+    SECS,
+    SIGSTRUCT,
+    SIGSTRUCT_SIGNED_RANGES,
+    TARGETINFO,
+    TCS,
+    exitinfo,
+    sigstruct_signed_bytes,
+    ssa_exinfo_offset,
+    ssa_gprsgx_offset,
+)
+
+__all__ = [
+    "ATTRIBUTES", "ATTRIBUTES_FLAGS_DEFINED", "EEXTEND_CHUNK", "EINITTOKEN",
+    "EINITTOKEN_MAC_RANGE", "EXINFO", "EXITINFO_TYPE_HARDWARE", "EXITINFO_TYPE_SOFTWARE",
+    "EXITINFO_VALID", "GPRSGX", "HARDCODED_PKCS1_5_PADDING", "INTEL_LE_PUBKEY_HASH",
+    "KEYPOLICY_DEFINED", "KEYPOLICY_KSS", "KEYREQUEST", "PAGEINFO", "PAGE_SIZE", "PCMD",
+    "REPORT", "REPORTBODY", "SECINFO", "SECINFO_FLAGS_VALID", "SECINFO_RWX", "SECS",
+    "SHA256_DIGESTINFO", "SIGSTRUCT", "SIGSTRUCT_EXPONENT", "SIGSTRUCT_HEADER",
+    "SIGSTRUCT_HEADER2", "SIGSTRUCT_SIGNED_RANGES", "SIGSTRUCT_VENDORS", "TARGETINFO", "TCS",
+    "VA_SLOTS_PER_PAGE", "XFRM_LEGACY", "AttributesFlags", "EnclsLeaf", "EncluLeaf",
+    "FeatureControl", "Field", "KeyName", "KeyPolicy", "MiscSelect", "Msr", "PageType", "Pfec",
+    "SecinfoFlags", "SgxError", "Struct", "StructError", "TcsFlags", "Vector", "Xfrm",
+    "exitinfo", "parse_hex", "secinfo_flags", "sigstruct_signed_bytes", "ssa_exinfo_offset",
+    "ssa_gprsgx_offset",
+]
