@@ -1,0 +1,133 @@
+"""The Enclave Page Cache Map: the processor's per-page security metadata (SDM 34.5.1,
+Table 34-2 "Content of an Enclave Page Cache Map Entry").
+
+Stored as parallel numpy arrays indexed by the global EPC page index, so that a 64 GiB EPC costs
+nothing until pages are used (``numpy.zeros`` is lazily committed) and bulk operations (adding a
+whole range of pages) are vectorised. An entry is valid when :data:`VALID` is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from vsgx.arch import PageType, SecinfoFlags
+
+R = int(SecinfoFlags.R)
+W = int(SecinfoFlags.W)
+X = int(SecinfoFlags.X)
+PENDING = int(SecinfoFlags.PENDING)
+MODIFIED = int(SecinfoFlags.MODIFIED)
+PR = int(SecinfoFlags.PR)
+RWX = R | W | X
+SECINFO_BITS = RWX | PENDING | MODIFIED | PR
+"""EPCM bits that share their position with SECINFO.FLAGS bits 5:0."""
+VALID = 1 << 8
+BLOCKED = 1 << 9
+
+
+@dataclass(frozen=True, slots=True)
+class EpcmEntry:
+    """A snapshot of one EPCM entry (for inspection and tests)."""
+
+    valid: bool
+    page_type: PageType
+    r: bool
+    w: bool
+    x: bool
+    pending: bool
+    modified: bool
+    pr: bool
+    blocked: bool
+    enclavesecs: int
+    enclaveaddress: int
+
+
+class Epcm:
+    """EPCM entries for ``pages`` EPC pages.
+
+    ``owner`` holds the EPC index of the page's SECS (ENCLAVESECS); ``linaddr`` holds
+    ENCLAVEADDRESS. ``bepoch`` and ``mepoch`` record the enclave's tracking epoch when the page
+    was blocked (EBLOCK) or had its permissions or type changed (EMODPR/EMODT), which EWB and
+    EACCEPT compare against ETRACK (SDM 38.5.x "tracking").
+
+    A reverse map from (owner, linear address) to page serves the "honest OS" address
+    translation the ``vsgx isa`` runner uses and makes duplicate mappings impossible to miss.
+    """
+
+    def __init__(self, pages: int) -> None:
+        self.pages = pages
+        self.flags: npt.NDArray[np.uint16] = np.zeros(pages, dtype=np.uint16)
+        self.pt: npt.NDArray[np.uint8] = np.zeros(pages, dtype=np.uint8)
+        self.owner: npt.NDArray[np.int64] = np.zeros(pages, dtype=np.int64)
+        self.linaddr: npt.NDArray[np.uint64] = np.zeros(pages, dtype=np.uint64)
+        self.bepoch: npt.NDArray[np.int64] = np.zeros(pages, dtype=np.int64)
+        self.mepoch: npt.NDArray[np.int64] = np.zeros(pages, dtype=np.int64)
+        self.by_address: dict[tuple[int, int], int] = {}
+        self.valid_count = 0
+
+    # -- single entries ----------------------------------------------------------------------
+
+    def valid(self, i: int) -> bool:
+        return bool(self.flags[i] & VALID)
+
+    def page_type(self, i: int) -> int:
+        return int(self.pt[i])
+
+    def bits(self, i: int) -> int:
+        return int(self.flags[i])
+
+    def set_valid(self, i: int, page_type: PageType, bits: int, owner: int = 0,
+                  linaddr: int = 0) -> None:
+        """Make entry ``i`` valid with the given type, SECINFO-style bits, owner and address."""
+        self.flags[i] = VALID | (bits & (SECINFO_BITS | BLOCKED))
+        self.pt[i] = int(page_type)
+        self.owner[i] = owner
+        self.linaddr[i] = linaddr
+        self.valid_count += 1
+        if page_type in (PageType.PT_REG, PageType.PT_TCS, PageType.PT_TRIM):
+            self.by_address[(owner, linaddr)] = i
+
+    def set_bits(self, i: int, bits: int) -> None:
+        """Replace the permission/state bits of a valid entry (VALID is kept)."""
+        self.flags[i] = VALID | (bits & (SECINFO_BITS | BLOCKED))
+
+    def set_type(self, i: int, page_type: PageType) -> None:
+        self.pt[i] = int(page_type)
+
+    def invalidate(self, i: int) -> None:
+        if not self.flags[i] & VALID:
+            return
+        key = (int(self.owner[i]), int(self.linaddr[i]))
+        if self.by_address.get(key) == i:
+            del self.by_address[key]
+        self.flags[i] = 0
+        self.pt[i] = 0
+        self.owner[i] = 0
+        self.linaddr[i] = 0
+        self.valid_count -= 1
+
+    def entry(self, i: int) -> EpcmEntry:
+        f = int(self.flags[i])
+        return EpcmEntry(
+            valid=bool(f & VALID), page_type=PageType(int(self.pt[i])), r=bool(f & R),
+            w=bool(f & W), x=bool(f & X), pending=bool(f & PENDING),
+            modified=bool(f & MODIFIED), pr=bool(f & PR), blocked=bool(f & BLOCKED),
+            enclavesecs=int(self.owner[i]), enclaveaddress=int(self.linaddr[i]),
+        )
+
+    # -- bulk --------------------------------------------------------------------------------
+
+    def set_valid_many(self, idx: npt.NDArray[np.int64], page_type: PageType,
+                       bits: npt.NDArray[np.uint16], owner: int,
+                       linaddr: npt.NDArray[np.uint64]) -> None:
+        """Vectorised :meth:`set_valid` for pages that are all currently invalid."""
+        self.flags[idx] = VALID | (bits & (SECINFO_BITS | BLOCKED))
+        self.pt[idx] = int(page_type)
+        self.owner[idx] = owner
+        self.linaddr[idx] = linaddr
+        self.valid_count += len(idx)
+        self.by_address.update(zip(((owner, a) for a in linaddr.tolist()), idx.tolist(),
+                                   strict=True))
