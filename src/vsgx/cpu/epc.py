@@ -8,6 +8,7 @@ so untouched EPC costs no resident memory, and ``prealloc`` touches every page u
 from __future__ import annotations
 
 import bisect
+import itertools
 import mmap
 from dataclasses import dataclass, field
 
@@ -56,7 +57,7 @@ class Epc:
         if not sections:
             raise ValueError("an SGX processor needs at least one EPC section")
         ordered = sorted(sections, key=lambda s: s.base)
-        for a, b in zip(ordered, ordered[1:], strict=False):
+        for a, b in itertools.pairwise(ordered):
             if a.base + a.size > b.base:
                 raise ValueError(f"EPC sections at {a.base:#x} and {b.base:#x} overlap")
         self.sections = list(sections)

@@ -41,7 +41,7 @@ class SgxMsrs:
                 and bool(fc & FeatureControl.SGX_LC))
 
     def lepubkeyhash_bytes(self) -> bytes:
-        """The four hash MSRs as the 32-byte MRSIGNER they compare against (MSR 0x8C = bytes 0..7)."""
+        """The hash MSRs as the 32-byte MRSIGNER EINIT compares (MSR 0x8C = bytes 0..7)."""
         return b"".join(v.to_bytes(8, "little") for v in self.lepubkeyhash)
 
     def rdmsr(self, index: int) -> int:

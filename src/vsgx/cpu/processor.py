@@ -289,15 +289,21 @@ class SgxProcessor:
         from vsgx.cpu.enclu import ENCLU_LEAVES
 
         with self.lock:
-            self._check_enabled(ctx.lp)
-            state = self.enclaves.get(ctx.secs)
-            if state is None or not state.initialized:
-                raise gp("not executing in an initialised enclave")
+            self.check_enclave_mode(ctx)
             try:
                 handler = ENCLU_LEAVES[EncluLeaf(leaf)]
             except (ValueError, KeyError):
                 raise gp(f"ENCLU leaf {leaf:#x} is not supported in enclave mode") from None
             return handler(self, ctx, rbx, rcx, rdx)
+
+    def check_enclave_mode(self, ctx: EnclaveContext) -> EnclaveState:
+        """The checks every enclave-mode ENCLU leaf makes first: SGX enabled (#UD) and the
+        logical processor inside an initialised enclave (#GP)."""
+        self._check_enabled(ctx.lp)
+        state = self.enclaves.get(ctx.secs)
+        if state is None or not state.initialized:
+            raise gp(f"EPC page {ctx.secs} is not the SECS of an initialised enclave")
+        return state
 
     def require_sgx2(self, what: str) -> None:
         if not self.features.sgx2:
