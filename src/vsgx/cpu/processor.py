@@ -163,6 +163,20 @@ class SgxProcessor:
             for lp in self.lps:
                 lp.enclave = lp.tcs = None
 
+    # -- threads in enclave mode -------------------------------------------------------------
+
+    def thread_entered(self, secs: int, lp: int) -> None:
+        """Logical processor ``lp`` is now executing in the enclave (EENTER/ERESUME)."""
+        with self.lock:
+            self.enclaves[secs].inside.add(lp)
+
+    def thread_exited(self, secs: int, lp: int) -> None:
+        """``lp`` left the enclave (EEXIT or AEX); an ETRACK waiting on it may complete."""
+        with self.lock:
+            state = self.enclaves[secs]
+            state.inside.discard(lp)
+            state.tracking.discard(lp)
+
     # -- operand helpers ---------------------------------------------------------------------
 
     def read(self, addr: int, size: int, align: int = 1) -> bytes:
