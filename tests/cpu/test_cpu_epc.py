@@ -1,0 +1,74 @@
+"""EPC sections: global page indexing, lazily committed memory, prealloc and discard."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from vsgx.arch import PAGE_SIZE
+from vsgx.cpu import Epc, EpcSection
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_pages_are_indexed_across_sections_in_order() -> None:
+    a = EpcSection(0x1_0000_0000, 4 * PAGE_SIZE, node=0)
+    b = EpcSection(0x2_0000_0000, 2 * PAGE_SIZE, node=1)
+    epc = Epc([a, b])
+    assert epc.pages == 6
+    assert epc.size == 6 * PAGE_SIZE
+    assert [epc.address_of(i) for i in (0, 3, 4, 5)] == [
+        0x1_0000_0000, 0x1_0000_3000, 0x2_0000_0000, 0x2_0000_1000]
+    assert epc.index_of(0x2_0000_1FFF) == 5
+    assert epc.index_of(0x1_0000_4000) is None
+    assert epc.index_of(0x0FFF_FFFF) is None
+    assert epc.node_of(4) == 1
+    with pytest.raises(IndexError, match="EPC page 6 does not exist"):
+        epc.page(6)
+
+
+def test_page_views_are_backed_by_the_section_memory() -> None:
+    epc = Epc([EpcSection(0x1_0000_0000, 2 * PAGE_SIZE)])
+    epc.page(1)[:4] = b"abcd"
+    assert bytes(epc.sections[0].memory[PAGE_SIZE : PAGE_SIZE + 4]) == b"abcd"
+    epc.wipe(1)
+    assert bytes(epc.page(1)) == bytes(PAGE_SIZE)
+
+
+@pytest.mark.parametrize(("base", "size"), [(0x1000, 0), (0x1000, 100), (0x1001, PAGE_SIZE)])
+def test_sections_must_be_page_granular(base: int, size: int) -> None:
+    with pytest.raises(ValueError, match="positive multiples of 4 KiB"):
+        EpcSection(base, size)
+
+
+def test_overlapping_sections_are_refused() -> None:
+    with pytest.raises(ValueError, match="overlap"):
+        Epc([EpcSection(0x10000, 4 * PAGE_SIZE), EpcSection(0x12000, PAGE_SIZE)])
+
+
+def test_an_epc_needs_a_section() -> None:
+    with pytest.raises(ValueError, match="at least one EPC section"):
+        Epc([])
+
+
+def test_untouched_epc_costs_no_resident_memory() -> None:
+    before = _rss()
+    epc = Epc([EpcSection(0x1_0000_0000, 4 << 30)])
+    epc.page(12345)[0] = 1
+    assert _rss() - before < 32 << 20
+    assert epc.pages == (4 << 30) // PAGE_SIZE
+
+
+def test_prealloc_commits_and_discard_releases() -> None:
+    section = EpcSection(0x1_0000_0000, 64 << 20)
+    before = _rss()
+    section.prealloc()
+    assert _rss() - before >= 60 << 20
+    section.memory[0:4] = b"live"
+    section.discard()
+    assert bytes(section.memory[0:4]) == bytes(4)
+    assert _rss() - before < 16 << 20
