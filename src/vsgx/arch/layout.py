@@ -92,16 +92,19 @@ class Struct:
     @classmethod
     def reserved_nonzero(cls, raw: bytes | bytearray | memoryview) -> int | None:
         """Offset of the first non-zero reserved byte (nested structures included), or None."""
+        hits: list[int] = []
         for start, stop in cls._RESERVED:
             segment = bytes(raw[start:stop])
             if any(segment):
-                return start + next(i for i, b in enumerate(segment) if b)
+                hits.append(start + next(i for i, b in enumerate(segment) if b))
+                break
         for f in cls.LAYOUT:
             if isinstance(f.kind, type) and issubclass(f.kind, Struct):
                 inner = f.kind.reserved_nonzero(raw[f.offset : f.end])
                 if inner is not None:
-                    return f.offset + inner
-        return None
+                    hits.append(f.offset + inner)
+                    break
+        return min(hits, default=None)
 
     def to_bytes(self) -> bytes:
         out = bytearray(self.SIZE)
