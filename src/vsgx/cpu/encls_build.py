@@ -343,7 +343,7 @@ def einit(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
         raise gp("EINIT on an initialised enclave")
     secs = state.secs
     kss = bool(secs.attributes.flags & AttributesFlags.KSS)
-    if not kss and (any(sig.isvfamilyid) or any(sig.isvextprodid)):
+    if not kss and any(sig.isvfamilyid):
         return LeafResult(error(SgxError.SGX_INVALID_SIG_STRUCT))
     mrenclave = state.builder.digest()
     if mrenclave != sig.enclavehash:
@@ -410,7 +410,8 @@ def eremove(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
         del cpu.enclaves[idx]
     elif pt in (PageType.PT_REG, PageType.PT_TCS, PageType.PT_TRIM):
         owner = cpu.enclaves[int(e.owner[idx])]
-        if owner.inside:
+        accepted_trim = pt == PageType.PT_TRIM and not e.bits(idx) & m.MODIFIED
+        if owner.inside and not accepted_trim:
             return LeafResult(error(SgxError.SGX_ENCLAVE_ACT))
         owner.children -= 1
     e.invalidate(idx)

@@ -6,8 +6,9 @@ ETRACK starts a new epoch and records which logical processors are inside; EWB (
 modified page) requires a later ETRACK whose recorded processors have all left the enclave.
 
 The MAC header that binds an evicted page is not architectural; vsgx's layout is documented in
-:func:`vsgx.crypto.pcmd_mac_header`. Its EID is the owning SECS's EID for REG/TCS/TRIM pages,
-the page's own EID for a SECS, and 0 for a VA page.
+:func:`vsgx.crypto.pcmd_mac_header`. Its EID is the owning SECS's EID for REG/TCS/TRIM pages and
+0 for SECS and VA pages (SDM EWB). A SECS carries its own EID inside the encrypted page
+(:data:`vsgx.cpu.processor.SECS_EID_OFFSET`), as on silicon, and PCMD.ENCLAVEID reports it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from vsgx.arch import (
 )
 from vsgx.cpu import epcm as m
 from vsgx.cpu.fault import gp, pf
-from vsgx.cpu.processor import EnclaveState, LeafResult, LogicalProcessor, SgxProcessor
+from vsgx.cpu.processor import (
+    SECS_EID_OFFSET,
+    EnclaveState,
+    LeafResult,
+    LogicalProcessor,
+    SgxProcessor,
+)
 from vsgx.cpu.status import SUCCESS, LeafStatus, error, warning_cf
 from vsgx.crypto import MacMismatch, eldu_open, ewb_seal, pcmd_mac_header
 
@@ -112,6 +119,7 @@ def ewb(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int, rdx: int)
     pt = PageType(e.page_type(idx))
     bits = e.bits(idx)
     owner: EnclaveState | None = None
+    header_eid = 0
     if pt == PageType.PT_SECS:
         state = cpu.enclaves[idx]
         if state.children:
@@ -125,11 +133,11 @@ def ewb(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int, rdx: int)
             return LeafResult(error(SgxError.SGX_PAGE_NOT_BLOCKED))
         if not tracked(owner, int(e.bepoch[idx])):
             return LeafResult(error(SgxError.SGX_NOT_TRACKED))
-        eid = owner.eid
+        eid = header_eid = owner.eid
     linaddr = int(e.linaddr[idx])
     flags = (int(pt) << 8) | (bits & m.SECINFO_BITS)
     version = cpu.new_version()
-    header = pcmd_mac_header(eid, linaddr, flags)
+    header = pcmd_mac_header(header_eid, linaddr, flags)
     ciphertext, mac = ewb_seal(cpu.boot.paging_key, version, header, cpu.epc.page(idx))
     pcmd = PCMD(secinfo=SECINFO(flags), enclaveid=eid, mac=mac)
     cpu.write(pageinfo.srcpge, ciphertext)
@@ -171,22 +179,21 @@ def _load(cpu: SgxProcessor, rbx: int, rcx: int, rdx: int, *, blocked: bool) -> 
         secs_idx = cpu.epc_index(pageinfo.secs)
         owner = cpu.secs_of(secs_idx, pageinfo.secs)
         eid = owner.eid
-    elif pt == PageType.PT_SECS:
-        eid = pcmd.enclaveid
     else:
         eid = 0
     version = int.from_bytes(cpu.epc.page(va_idx)[va_off : va_off + VA_SLOT_SIZE], "little")
     ciphertext = cpu.read(pageinfo.srcpge, PAGE_SIZE)
     header = pcmd_mac_header(eid, pageinfo.linaddr if owner else 0, flags)
     try:
-        if PCMD.reserved_nonzero(raw_pcmd) is not None or pcmd.enclaveid != eid:
-            raise MacMismatch("PCMD fields outside the MAC were altered")
+        if PCMD.reserved_nonzero(raw_pcmd) is not None:
+            raise MacMismatch("PCMD reserved bytes were altered")
         plaintext = eldu_open(cpu.boot.paging_key, version, header, ciphertext, pcmd.mac)
     except MacMismatch:
         return LeafResult(error(SgxError.SGX_MAC_COMPARE_FAIL))
     if pt == PageType.PT_SECS:
-        state = cpu.evicted_secs.pop(eid, None)
-        if state is None:
+        own_eid = int.from_bytes(plaintext[SECS_EID_OFFSET : SECS_EID_OFFSET + 8], "little")
+        state = cpu.evicted_secs.pop(own_eid, None)
+        if state is None:  # an authentic page whose enclave is already resident again
             return LeafResult(error(SgxError.SGX_MAC_COMPARE_FAIL))
         cpu.enclaves[idx] = state
     cpu.epc.page(idx)[:] = plaintext

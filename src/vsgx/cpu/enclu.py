@@ -190,11 +190,12 @@ def accept(cpu: SgxProcessor, ctx: EnclaveContext, secinfo: SECINFO, la: int) ->
     e = cpu.epcm
     state = _enclave(cpu, ctx)
     bits = e.bits(idx)
+    compared = m.RWX | m.PENDING | m.MODIFIED
+    if (int(e.linaddr[idx]) != la or e.page_type(idx) != pt
+            or bits & compared != f & compared):
+        return error(SgxError.SGX_PAGE_ATTRIBUTES_MISMATCH)
     if bits & (m.PR | m.MODIFIED) and not tracked(state, int(e.mepoch[idx])):
         return error(SgxError.SGX_NOT_TRACKED)
-    if (int(e.linaddr[idx]) != la or e.page_type(idx) != pt
-            or bits & m.SECINFO_BITS != f & m.SECINFO_BITS):
-        return error(SgxError.SGX_PAGE_ATTRIBUTES_MISMATCH)
     if pt == PageType.PT_TCS:
         _check_accepted_tcs(bytes(cpu.epc.page(idx)))
     e.set_bits(idx, bits & ~(m.PENDING | m.MODIFIED | m.PR))
@@ -209,7 +210,7 @@ def _check_accepted_tcs(raw: bytes) -> None:
         raise gp(str(exc)) from None
     if tcs.flags & ~int(TcsFlags.AEXNOTIFY):
         raise gp("a new TCS may not set DBGOPTIN or reserved TCS.FLAGS bits")
-    if tcs.state or tcs.aep or tcs.cssa >= max(tcs.nssa, 1):
+    if tcs.state or tcs.aep or tcs.cssa >= tcs.nssa:
         raise gp("a new TCS must be inactive with CSSA < NSSA and AEP 0")
 
 

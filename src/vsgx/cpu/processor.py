@@ -90,6 +90,11 @@ class LogicalProcessor:
 
 _S = TypeVar("_S", bound=Struct)
 
+SECS_EID_OFFSET = 0xF00
+"""Where vsgx keeps the enclave's EID inside its SECS page. The SDM leaves the SECS's reserved
+area micro-architectural; the EID travels inside the (encrypted) page when EWB evicts a SECS,
+which is how ELDU finds the enclave again."""
+
 Translate = Callable[[int], int | None]
 """Enclave-mode address translation: linear address -> physical address (None: not mapped)."""
 
@@ -219,8 +224,10 @@ class SgxProcessor:
         return self.enclaves[idx]
 
     def store_secs(self, idx: int, state: EnclaveState) -> None:
-        """Write the architectural SECS fields back to the SECS page."""
-        self.epc.page(idx)[:] = state.secs.to_bytes()
+        """Write the SECS page: its architectural fields, and the EID in the reserved area."""
+        page = self.epc.page(idx)
+        page[:] = state.secs.to_bytes()
+        page[SECS_EID_OFFSET : SECS_EID_OFFSET + 8] = state.eid.to_bytes(8, "little")
 
     # -- enclave-mode memory -----------------------------------------------------------------
 
