@@ -14,22 +14,34 @@ from vsgx import __version__
 EXIT_USAGE = 2
 
 
+def one_line(message: str) -> str:
+    """Escape control characters so an error quoting user input stays on one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in message)
+
+
+def _fail(message: str) -> int:
+    print(one_line(message), file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _cmd_isa(args: argparse.Namespace) -> int:
     from vsgx.isa import ScriptError, run_script
 
     try:
-        text = sys.stdin.read() if args.script == "-" else Path(args.script).read_text()
+        if args.script == "-":
+            stream = getattr(sys.stdin, "buffer", None)  # absent when stdin is a text stub
+            text = stream.read().decode("utf-8") if stream is not None else sys.stdin.read()
+        else:
+            text = Path(args.script).read_bytes().decode("utf-8")
     except OSError as exc:
-        print(f"vsgx isa: cannot read {args.script}: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"vsgx isa: cannot read {args.script}: {exc.strerror}")
     except UnicodeDecodeError:
-        print(f"vsgx isa: {args.script} is not UTF-8 text", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"vsgx isa: {args.script} is not UTF-8 text")
     try:
         results = run_script(text)
     except ScriptError as exc:
-        print(f"vsgx isa: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"vsgx isa: {exc}")
     indent = None if args.compact else 2
     print(json.dumps(results, indent=indent))
     return 0

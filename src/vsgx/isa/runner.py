@@ -40,6 +40,7 @@ from vsgx.arch import (
     PageType,
     Struct,
     StructError,
+    parse_hex,
 )
 from vsgx.cpu import (
     EnclaveContext,
@@ -96,7 +97,12 @@ class IsaRunner:
         features = SgxFeatures(sgx2=spec.sgx2, flc=spec.flc, kss=spec.kss)
         self.memory = SparseMemory()
         self.memory.map(0, _SCRATCH_SIZE)
-        self.cpu = SgxProcessor(Epc([EpcSection(EPC_BASE, spec.epc)]), self.memory,
+        try:
+            epc = Epc([EpcSection(EPC_BASE, spec.epc)])
+        except OSError as exc:
+            raise ScriptError(f"platform.epc: cannot allocate {spec.epc} bytes of EPC: "
+                              f"{exc.strerror}") from None
+        self.cpu = SgxProcessor(epc, self.memory,
                                 features=features, platform=PlatformSecrets.from_seed(seed),
                                 boot=BootSecrets.from_seed(seed, 0))
         firmware = spec.feature_control
@@ -126,24 +132,25 @@ class IsaRunner:
 
     def run(self, ops: list[Op]) -> list[Outputs]:
         for op in ops:
+            if op.name not in OPERANDS:
+                raise op.error("op", f"unknown op {op.name!r} (expected one of "
+                                     f"{', '.join(OPERANDS)})")
+            op.check_keys(OPERANDS[op.name])
+        for op in ops:
             self._results.append(self.run_op(op))
         return self._results
 
     def run_op(self, op: Op) -> Outputs:
-        handler = self._handlers.get(op.name)
-        if handler is None:
-            raise op.error("op", f"unknown op '{op.name}' (expected one of "
-                                 f"{', '.join(self._handlers)})")
+        """Run one op. Each handler reads and checks all of its operands before it executes
+        the leaf, so a malformed operand is reported even where the leaf would fault."""
         out: Outputs = {"op": op.name}
         try:
-            result, extra = handler(op)
+            result, extra = self._handlers[op.name](op)
         except SgxFault as fault:
-            op.check_unused()
             out.update(status=None, code=None, zf=None, cf=None, fault={
                 "vector": fault.vector.name, "error_code": fault.error_code,
                 "address": fault.address, "reason": fault.reason})
             return out
-        op.check_unused()
         status = result.status if isinstance(result, LeafResult) else result
         if status is None:
             out.update(status="SGX_SUCCESS", code=0, zf=False, cf=False, fault=None)
@@ -174,7 +181,7 @@ class IsaRunner:
 
     def _context(self, op: Op) -> EnclaveContext:
         secs = op.integer("secs_epc")
-        tcs = op.integer("tcs") if op.has("tcs") else None
+        tcs = op.integer("tcs", hi=self.cpu.epc.pages - 1) if op.has("tcs") else None
         ctx = EnclaveContext(secs=secs, tcs=tcs)
         self.cpu.check_enclave_mode(ctx)
         if tcs is not None and not (
@@ -213,9 +220,12 @@ class IsaRunner:
         if not isinstance(spec, str):
             raise op.error("sigstruct.key", "expected \"generate\" or the path of a PEM file")
         try:
-            return load_signing_key(Path(spec).read_bytes())
-        except OSError as exc:
-            raise op.error("sigstruct.key", f"cannot read {spec}: {exc.strerror}") from None
+            pem = Path(spec).read_bytes()
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise op.error("sigstruct.key", f"cannot read {spec}: {reason}") from None
+        try:
+            return load_signing_key(pem)
         except SigningKeyError as exc:
             raise op.error("sigstruct.key", str(exc)) from None
 
@@ -241,34 +251,49 @@ class IsaRunner:
             signed = _from_dict(SIGSTRUCT, merged, op.path("sigstruct.after_signing"))
         return signed
 
-    def _einittoken(self, op: Op, sig: SIGSTRUCT, secs_idx: int | None) -> EINITTOKEN:
+    def _einittoken(self, op: Op, sig: SIGSTRUCT, secs_idx: int | None
+                    ) -> tuple[EINITTOKEN, str]:
+        """The token's fields (``"auto"`` resolved) and its MAC spec (hex or ``"auto"``).
+
+        Unspecified ATTRIBUTES and MASKEDATTRIBUTESLE default to the enclave's SECS.ATTRIBUTES,
+        as a launch enclave issuing a token for that enclave would set them."""
         spec = dict(op.obj("einittoken") or {})
         state = self.cpu.enclaves.get(secs_idx) if secs_idx is not None else None
         mac = spec.pop("mac", "auto")
-        if spec.get("mrenclave") == "auto":
-            spec["mrenclave"] = (state.builder.digest() if state else bytes(32)).hex()
-        if spec.get("mrsigner") == "auto":
-            spec["mrsigner"] = mrsigner(sig.modulus).hex()
+        if not isinstance(mac, str):
+            raise op.error("einittoken.mac", "expected \"auto\" or a hex string")
+        autos = {
+            "mrenclave": (state.builder.digest() if state else bytes(32)).hex(),
+            "mrsigner": mrsigner(sig.modulus).hex(),
+            "attributes": (state.secs.attributes if state else ATTRIBUTES()).to_dict(),
+        }
+        for name, value in autos.items():
+            if spec.get(name, "auto" if name == "attributes" else None) == "auto":
+                spec[name] = value
+        spec.setdefault("maskedattributesle", spec["attributes"])
         token = _from_dict(EINITTOKEN, spec, op.path("einittoken"))
-        if mac == "auto":
-            lehash = self.cpu.lps[0].msrs.lepubkeyhash_bytes()
-            deps = einittoken_dependencies(token, lehash, self.cpu.platform)
-            mac = einittoken_mac(derive_key(self.cpu.platform, deps), token.to_bytes()).hex()
-        return _from_dict(EINITTOKEN, {**token.to_dict(), "mac": mac}, op.path("einittoken"))
+        if mac != "auto":
+            token = token.replace(mac=op_hex(op, "einittoken.mac", mac, 16))
+        return token, mac
 
     def _einit(self, op: Op) -> tuple[LeafResult, Outputs]:
         secs_pa = self.epc_pa(op, "secs_epc")
         secs_idx = self.cpu.epc.index_of(secs_pa)
-        sig = self._sigstruct(op, secs_idx)
-        token = self._einittoken(op, sig, secs_idx) if op.has("einittoken") else EINITTOKEN()
         msrs = self.cpu.lps[0].msrs
         lehash = op.choice("lehash", ("signer", "keep"),
                            "signer" if msrs.lepubkeyhash_writable else "keep")
-        signer = mrsigner(sig.modulus)
+        sig = self._sigstruct(op, secs_idx)
+        token, mac = (self._einittoken(op, sig, secs_idx) if op.has("einittoken")
+                      else (EINITTOKEN(), ""))
         if lehash == "signer":
+            signer = mrsigner(sig.modulus)
             for i in range(4):
                 msrs.wrmsr(Msr.IA32_SGXLEPUBKEYHASH0 + i,
                            int.from_bytes(signer[8 * i : 8 * i + 8], "little"))
+        if mac == "auto":
+            deps = einittoken_dependencies(token, msrs.lepubkeyhash_bytes(), self.cpu.platform)
+            token = token.replace(
+                mac=einittoken_mac(derive_key(self.cpu.platform, deps), token.to_bytes()))
         self.memory.write(_SIGSTRUCT, sig.to_bytes())
         self.memory.write(_TOKEN, token.to_bytes())
         result = self._encls(EnclsLeaf.EINIT, _SIGSTRUCT, secs_pa, _TOKEN)
@@ -360,28 +385,27 @@ class IsaRunner:
     # -- ENCLU -------------------------------------------------------------------------------
 
     def _ereport(self, op: Op) -> tuple[None, Outputs]:
-        ctx = self._context(op)
         target = op.struct("targetinfo", TARGETINFO, {})
         data = op.hexbytes("reportdata", 64, bytes(64))
+        ctx = self._context(op)
         return None, {"report": report(self.cpu, ctx, target, data).to_bytes().hex()}
 
     def _egetkey(self, op: Op) -> tuple[LeafStatus, Outputs]:
-        ctx = self._context(op)
-        status, key = getkey(self.cpu, ctx, op.struct("keyrequest", KEYREQUEST, {}))
+        request = op.struct("keyrequest", KEYREQUEST, {})
+        status, key = getkey(self.cpu, self._context(op), request)
         return status, ({"key": key.hex()} if key is not None else {})
 
     def _eaccept(self, op: Op) -> tuple[LeafStatus, Outputs]:
-        ctx = self._context(op)
-        return accept(self.cpu, ctx, op.struct("secinfo", SECINFO), op.integer("linaddr")), {}
+        secinfo, linaddr = op.struct("secinfo", SECINFO), op.integer("linaddr")
+        return accept(self.cpu, self._context(op), secinfo, linaddr), {}
 
     def _eacceptcopy(self, op: Op) -> tuple[LeafStatus, Outputs]:
-        ctx = self._context(op)
-        return accept_copy(self.cpu, ctx, op.struct("secinfo", SECINFO),
-                           op.integer("linaddr"), op.integer("src")), {}
+        secinfo, dest, src = op.struct("secinfo", SECINFO), op.integer("linaddr"), op.integer("src")
+        return accept_copy(self.cpu, self._context(op), secinfo, dest, src), {}
 
     def _emodpe(self, op: Op) -> tuple[None, Outputs]:
-        ctx = self._context(op)
-        modpe(self.cpu, ctx, op.struct("secinfo", SECINFO), op.integer("linaddr"))
+        secinfo, linaddr = op.struct("secinfo", SECINFO), op.integer("linaddr")
+        modpe(self.cpu, self._context(op), secinfo, linaddr)
         return None, {}
 
     # -- MSRs --------------------------------------------------------------------------------
@@ -392,6 +416,42 @@ class IsaRunner:
 
     def _rdmsr(self, op: Op) -> tuple[None, Outputs]:
         return None, {"value": self.cpu.lps[0].msrs.rdmsr(op.integer("msr", hi=0xFFFF_FFFF))}
+
+
+_ENCLU = ("secs_epc", "tcs")
+OPERANDS: dict[str, tuple[str, ...]] = {
+    "ECREATE": ("epc", "secs", "secinfo"),
+    "EADD": ("epc", "secs_epc", "linaddr", "secinfo", "page"),
+    "EEXTEND": ("secs_epc", "epc", "offset"),
+    "EINIT": ("secs_epc", "sigstruct", "einittoken", "lehash"),
+    "EREMOVE": ("epc",),
+    "EDBGRD": ("epc", "offset"),
+    "EDBGWR": ("epc", "offset", "data"),
+    "EPA": ("epc", "rbx"),
+    "EBLOCK": ("epc",),
+    "ETRACK": ("secs_epc",),
+    "EWB": ("epc", "va_epc", "va_slot"),
+    "ELDU": ("epc", "va_epc", "va_slot", "secs_epc", "evicted", "pcmd", "page", "linaddr"),
+    "ELDB": ("epc", "va_epc", "va_slot", "secs_epc", "evicted", "pcmd", "page", "linaddr"),
+    "EAUG": ("epc", "secs_epc", "linaddr"),
+    "EMODPR": ("epc", "secinfo"),
+    "EMODT": ("epc", "secinfo"),
+    "EREPORT": (*_ENCLU, "targetinfo", "reportdata"),
+    "EGETKEY": (*_ENCLU, "keyrequest"),
+    "EACCEPT": (*_ENCLU, "secinfo", "linaddr"),
+    "EACCEPTCOPY": (*_ENCLU, "secinfo", "linaddr", "src"),
+    "EMODPE": (*_ENCLU, "secinfo", "linaddr"),
+    "WRMSR": ("msr", "value"),
+    "RDMSR": ("msr",),
+}
+"""The operands each op takes; any other key is refused before the script runs."""
+
+
+def op_hex(op: Op, key: str, value: object, size: int) -> bytes:
+    try:
+        return parse_hex(value, size, op.path(key))
+    except StructError as exc:
+        raise ScriptError(str(exc)) from None
 
 
 def _expect_dict(op: Op, key: str, value: Any) -> dict[str, Any]:

@@ -41,6 +41,10 @@ def load_script(text: str) -> tuple[PlatformSpec, list[Op]]:
     except json.JSONDecodeError as exc:
         raise ScriptError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
                           ) from None
+    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+        raise ScriptError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ScriptError("not valid JSON: nested too deeply") from None
     if not isinstance(doc, dict):
         raise ScriptError("the script must be a JSON object with \"ops\"")
     unknown = sorted(set(doc) - {"platform", "ops"})
@@ -85,6 +89,10 @@ def _platform(raw: Any) -> PlatformSpec:
     if "seed" in raw:
         if not isinstance(raw["seed"], str):
             raise ScriptError("platform.seed: expected a string")
+        try:
+            raw["seed"].encode()
+        except UnicodeEncodeError:
+            raise ScriptError("platform.seed: not valid Unicode text") from None
         values["seed"] = raw["seed"]
     if "feature_control" in raw:
         try:
@@ -107,7 +115,6 @@ class Op:
         self.index = index
         self.raw = raw
         self.name: str = raw["op"]
-        self._used = {"op"}
 
     def path(self, key: str) -> str:
         return f"ops[{self.index}].{key}"
@@ -119,7 +126,6 @@ class Op:
         return key in self.raw
 
     def _get(self, key: str, default: Any) -> Any:
-        self._used.add(key)
         if key not in self.raw:
             if default is _REQUIRED:
                 raise self.error(key, "missing")
@@ -136,11 +142,10 @@ class Op:
         return value
 
     def hexbytes(self, key: str, size: int | None = None, default: bytes | None = None) -> bytes:
-        value = self._get(key, _REQUIRED if default is None else None)
-        if value is None and default is not None:
+        if default is not None and key not in self.raw:
             return default
         try:
-            return parse_hex(value, size, self.path(key))
+            return parse_hex(self._get(key, _REQUIRED), size, self.path(key))
         except StructError as exc:
             raise ScriptError(str(exc)) from None
 
@@ -183,9 +188,9 @@ class Op:
             raise self.error(key, f"expected one of {', '.join(options)}")
         return str(value)
 
-    def check_unused(self) -> None:
-        """Refuse keys the op did not read: nothing in a script is silently ignored."""
-        extra = sorted(set(self.raw) - self._used)
+    def check_keys(self, allowed: tuple[str, ...]) -> None:
+        """Refuse keys the op does not take: nothing in a script is silently ignored."""
+        extra = sorted(set(self.raw) - set(allowed) - {"op"})
         if extra:
             raise self.error(extra[0], f"not an operand of {self.name}")
 
