@@ -99,9 +99,10 @@ class IsaRunner:
         self.memory.map(0, _SCRATCH_SIZE)
         try:
             epc = Epc([EpcSection(EPC_BASE, spec.epc)])
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "too large"
             raise ScriptError(f"platform.epc: cannot allocate {spec.epc} bytes of EPC: "
-                              f"{exc.strerror}") from None
+                              f"{reason}") from None
         self.cpu = SgxProcessor(epc, self.memory,
                                 features=features, platform=PlatformSecrets.from_seed(seed),
                                 boot=BootSecrets.from_seed(seed, 0))
@@ -115,6 +116,7 @@ class IsaRunner:
         except SgxFault as exc:
             raise ScriptError(f"platform.feature_control: {exc.reason}") from None
         self._default_key: rsa.RSAPrivateKey | None = None
+        self._loaded_keys: dict[str, rsa.RSAPrivateKey] = {}
         self._results: list[Outputs] = []
         self._handlers: dict[str, Callable[[Op], tuple[LeafResult | LeafStatus | None,
                                                         Outputs]]] = {
@@ -219,15 +221,18 @@ class IsaRunner:
             return self._default_key
         if not isinstance(spec, str):
             raise op.error("sigstruct.key", "expected \"generate\" or the path of a PEM file")
+        if spec in self._loaded_keys:
+            return self._loaded_keys[spec]
         try:
             pem = Path(spec).read_bytes()
         except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
             reason = exc.strerror if isinstance(exc, OSError) else str(exc)
             raise op.error("sigstruct.key", f"cannot read {spec}: {reason}") from None
         try:
-            return load_signing_key(pem)
+            key = self._loaded_keys[spec] = load_signing_key(pem)
         except SigningKeyError as exc:
             raise op.error("sigstruct.key", str(exc)) from None
+        return key
 
     def _sigstruct(self, op: Op, secs_idx: int | None) -> SIGSTRUCT:
         spec = dict(op.obj("sigstruct") or {})

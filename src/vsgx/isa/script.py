@@ -177,8 +177,11 @@ class Op:
             raise ScriptError(str(exc)) from None
 
     def obj(self, key: str) -> dict[str, Any] | None:
-        value = self._get(key, None)
-        if value is not None and not isinstance(value, dict):
+        """An optional object operand: None when absent; anything but an object is refused."""
+        if key not in self.raw:
+            return None
+        value = self.raw[key]
+        if not isinstance(value, dict):
             raise self.error(key, "expected an object")
         return value
 
