@@ -15,9 +15,9 @@ ECREATE/EADD/EEXTEND operations. After every step the EPCM arrays are scanned in
 with the model. The only exception a leaf may raise is :class:`vsgx.cpu.SgxFault`, and a leaf that
 faults or reports an error must leave the EPCM (and the EPC contents) unchanged.
 
-Two processor bugs the model ran into are pinned down at the end of the file as strict xfails;
-the state machine tolerates the first one (see ``do_eaccept``) and avoids the second (it never
-puts two pages at one linear address).
+Two processor bugs the model ran into (a stale EACCEPT epoch on a reloaded page; the reverse
+address map losing a page when two share an address) have regression tests at the end of the
+file. The state machine itself never puts two pages at one linear address.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -202,7 +201,6 @@ class MPage:
     blocked: bool = False
     bepoch: int = 0
     mepoch: int = 0
-    reloaded_modification: bool = False  # PR/MODIFIED restored by ELDU/ELDB (see xfail below)
     content: bytes = bytes(PAGE_SIZE)
     idx: int | None = None
     evicted: Eviction | None = None
@@ -655,7 +653,6 @@ class SgxStateMachine(RuleBasedStateMachine):
             if page.bits & (PR | MODIFIED):
                 # EWB needed a completed ETRACK after the EMODPR/EMODT: the change is tracked.
                 page.mepoch = -1
-                page.reloaded_modification = True
         elif page.kind == SECS_T:
             assert page.enclave is not None
             assert self.cpu.enclaves[dest] is page.enclave.state
@@ -694,7 +691,6 @@ class SgxStateMachine(RuleBasedStateMachine):
             assert page is not None and page.enclave is not None
             page.bits = (page.bits & ~RWX) | (page.bits & rwx) | PR
             page.mepoch = page.enclave.epoch
-            page.reloaded_modification = False
 
     def do_emodt(self, pa: int, idx: int | None, new: int) -> None:
         self.mem.write(SECINFO_PA, SECINFO(new << 8).to_bytes())
@@ -712,7 +708,6 @@ class SgxStateMachine(RuleBasedStateMachine):
             page.kind = PageType(new)
             page.bits = MODIFIED
             page.mepoch = page.enclave.epoch
-            page.reloaded_modification = False
 
     def do_eaccept(self, enc: MEnclave, page: MPage, flags: int) -> Outcome:
         lp = min(enc.inside) if enc.inside else 0
@@ -735,14 +730,9 @@ class SgxStateMachine(RuleBasedStateMachine):
             allowed = {FAULT}
         else:
             allowed = {OK}
-            if page.reloaded_modification:
-                # Known bug, see test_eaccept_after_reload_ignores_stale_epoch: the processor
-                # may report NOT_TRACKED from the EPC slot's previous occupant.
-                allowed.add(SgxError.SGX_NOT_TRACKED)
         self.expect("EACCEPT", got, allowed)
         if got == OK:
             page.bits &= ~(PENDING | MODIFIED | PR)
-            page.reloaded_modification = False
         return got
 
     # -- single-leaf rules: construction -------------------------------------------------
@@ -1318,9 +1308,6 @@ class _Bench:
         return accept(self.cpu, self.ctx, SECINFO(flags), la)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG encls_paging._load leaves EPCM.mepoch of the EPC "
-                   "slot's previous occupant: EACCEPT of a reloaded PR/MODIFIED page reports "
-                   "SGX_NOT_TRACKED depending on which page used that slot before")
 def test_eaccept_after_reload_ignores_stale_epoch() -> None:
     b = _Bench()
     la_a, la_b = b.base, b.base + PAGE_SIZE
@@ -1346,9 +1333,6 @@ def test_eaccept_after_reload_ignores_stale_epoch() -> None:
     assert b.accept(la_a, (REG_T << 8) | R | PR) == LeafStatus()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG epcm.Epcm.by_address keeps one page per (SECS, "
-                   "linear address): after EREMOVE of one of two pages at the same "
-                   "ENCLAVEADDRESS, the other valid page is no longer mapped")
 def test_by_address_survives_duplicate_linear_address() -> None:
     b = _Bench()
     b.eaug(1, b.base)

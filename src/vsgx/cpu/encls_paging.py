@@ -204,6 +204,8 @@ def _load(cpu: SgxProcessor, rbx: int, rcx: int, rdx: int, *, blocked: bool) -> 
     if owner is not None:
         owner.children += 1
         cpu.epcm.bepoch[idx] = owner.epoch
+        # The EWB that evicted it needed a completed ETRACK after any EMODPR/EMODT.
+        cpu.epcm.mepoch[idx] = 0
     cpu.epc.page(va_idx)[va_off : va_off + VA_SLOT_SIZE] = bytes(VA_SLOT_SIZE)
     return LeafResult(SUCCESS)
 

@@ -54,7 +54,9 @@ class Epcm:
     EACCEPT compare against ETRACK (SDM 38.5.x "tracking").
 
     A reverse map from (owner, linear address) to page serves the "honest OS" address
-    translation the ``vsgx isa`` runner uses and makes duplicate mappings impossible to miss.
+    translation the ``vsgx isa`` runner uses. The EPCM itself does not forbid two pages of one
+    enclave at the same address (EAUG twice); the newest is mapped and the others wait in
+    ``_shadowed`` until it goes.
     """
 
     def __init__(self, pages: int) -> None:
@@ -66,6 +68,7 @@ class Epcm:
         self.bepoch: npt.NDArray[np.int64] = np.zeros(pages, dtype=np.int64)
         self.mepoch: npt.NDArray[np.int64] = np.zeros(pages, dtype=np.int64)
         self.by_address: dict[tuple[int, int], int] = {}
+        self._shadowed: dict[tuple[int, int], list[int]] = {}
         self.valid_count = 0
 
     # -- single entries ----------------------------------------------------------------------
@@ -88,7 +91,14 @@ class Epcm:
         self.linaddr[i] = linaddr
         self.valid_count += 1
         if page_type in (PageType.PT_REG, PageType.PT_TCS, PageType.PT_TRIM):
-            self.by_address[(owner, linaddr)] = i
+            self._map(owner, linaddr, i)
+
+    def _map(self, owner: int, linaddr: int, i: int) -> None:
+        key = (owner, linaddr)
+        previous = self.by_address.get(key)
+        if previous is not None:
+            self._shadowed.setdefault(key, []).append(previous)
+        self.by_address[key] = i
 
     def set_bits(self, i: int, bits: int) -> None:
         """Replace the permission/state bits of a valid entry (VALID is kept)."""
@@ -101,8 +111,16 @@ class Epcm:
         if not self.flags[i] & VALID:
             return
         key = (int(self.owner[i]), int(self.linaddr[i]))
+        shadowed = self._shadowed.get(key, [])
         if self.by_address.get(key) == i:
-            del self.by_address[key]
+            if shadowed:
+                self.by_address[key] = shadowed.pop()
+            else:
+                del self.by_address[key]
+        elif i in shadowed:
+            shadowed.remove(i)
+        if not shadowed:
+            self._shadowed.pop(key, None)
         self.flags[i] = 0
         self.pt[i] = 0
         self.owner[i] = 0
@@ -129,5 +147,5 @@ class Epcm:
         self.owner[idx] = owner
         self.linaddr[idx] = linaddr
         self.valid_count += len(idx)
-        self.by_address.update(zip(((owner, a) for a in linaddr.tolist()), idx.tolist(),
-                                   strict=True))
+        for a, i in zip(linaddr.tolist(), idx.tolist(), strict=True):
+            self._map(owner, a, i)
