@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
 from vsgx.arch import PAGE_SIZE
@@ -72,3 +73,17 @@ def test_prealloc_commits_and_discard_releases() -> None:
     section.discard()
     assert bytes(section.memory[0:4]) == bytes(4)
     assert _rss() - before < 16 << 20
+
+
+def test_vectorised_indexing_and_page_writes_match_the_scalar_ones() -> None:
+    epc = Epc([EpcSection(0x2_0000_0000, 3 * PAGE_SIZE), EpcSection(0x1_0000_0000, 2 * PAGE_SIZE)])
+    pas = np.asarray([0x1_0000_1000, 0x2_0000_0000, 0x5000, 0x1_0000_2000, 0x2_0000_2000],
+                     dtype=np.uint64)
+    assert epc.indices_of(pas).tolist() == [
+        -1 if epc.index_of(int(pa)) is None else epc.index_of(int(pa)) for pa in pas.tolist()]
+    idx = np.asarray([4, 0, 1, 3], dtype=np.int64)
+    data = np.arange(4 * PAGE_SIZE, dtype=np.uint32).astype(np.uint8).reshape(4, PAGE_SIZE)
+    epc.write_pages(idx, data)
+    for row, i in enumerate(idx.tolist()):
+        assert bytes(epc.page(i)) == data[row].tobytes()
+    assert bytes(epc.page(2)) == bytes(PAGE_SIZE)

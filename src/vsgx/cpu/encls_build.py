@@ -5,8 +5,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import numpy.typing as npt
 
 from vsgx.arch import (
     EEXTEND_CHUNK,
@@ -231,6 +233,12 @@ def eextend(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
     return LeafResult(SUCCESS)
 
 
+_MEASURE_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsgx-measure")
+"""Hashes a batch's measurement records while the pages are copied into the EPC (hashlib and
+numpy release the GIL); the batch waits for it, so the leaves stay atomic."""
+_PARALLEL_MIN_PAGES = 64
+
+
 def add_pages(cpu: SgxProcessor, secs_pa: int, epc_pas: Sequence[int], linaddrs: Sequence[int],
               secinfo_flags: int, data: bytes | memoryview, measure: bool) -> None:
     """EADD of PT_REG pages, each followed by the 16 EEXTENDs that measure it when ``measure``.
@@ -246,19 +254,29 @@ def add_pages(cpu: SgxProcessor, secs_pa: int, epc_pas: Sequence[int], linaddrs:
         raise ValueError("add_pages needs one linear address and 4 KiB of data per EPC page")
     if count == 0:
         return
+    pas = np.asarray(epc_pas, dtype=np.uint64)
+    las = np.asarray(linaddrs, dtype=np.uint64)
     with cpu.lock:
-        good = _add_pages_prefix(cpu, secs_pa, epc_pas, linaddrs, secinfo_flags)
+        idx = cpu.epc.indices_of(pas)
+        good = _add_pages_prefix(cpu, secs_pa, pas, las, idx, secinfo_flags)
         if good:
             state = cpu.enclaves[cpu.epc_index(secs_pa)]
-            idx = np.fromiter((cpu.epc_index(pa) for pa in epc_pas[:good]), np.int64, good)
-            las = np.asarray(linaddrs[:good], dtype=np.uint64)
-            for k, i in enumerate(idx.tolist()):
-                cpu.epc.page(i)[:] = view[k * PAGE_SIZE : (k + 1) * PAGE_SIZE]
+            pages = np.frombuffer(view, dtype=np.uint8).reshape(count, PAGE_SIZE)[:good]
+            offsets = las[:good] - np.uint64(state.base)
+            measuring = (_MEASURE_WORKER.submit(state.builder.add_pages, offsets,
+                                                secinfo_flags, view[: good * PAGE_SIZE],
+                                                measure)
+                         if good >= _PARALLEL_MIN_PAGES else None)
+            cpu.epc.write_pages(idx[:good], pages)
             bits = np.full(good, secinfo_flags & m.RWX, dtype=np.uint16)
-            cpu.epcm.set_valid_many(idx, PageType.PT_REG, bits, cpu.epc_index(secs_pa), las)
+            cpu.epcm.set_valid_many(idx[:good], PageType.PT_REG, bits,
+                                    cpu.epc_index(secs_pa), las[:good])
             state.children += good
-            state.builder.add_pages((las - np.uint64(state.base)).tolist(), secinfo_flags,
-                                    view[: good * PAGE_SIZE], measure)
+            if measuring is None:
+                state.builder.add_pages(offsets, secinfo_flags, view[: good * PAGE_SIZE],
+                                        measure)
+            else:
+                measuring.result()
         if good < count:
             _replay_one(cpu, secs_pa, epc_pas[good], linaddrs[good], secinfo_flags,
                         view[good * PAGE_SIZE : (good + 1) * PAGE_SIZE], measure)
@@ -267,8 +285,9 @@ def add_pages(cpu: SgxProcessor, secs_pa: int, epc_pas: Sequence[int], linaddrs:
                       view[(good + 1) * PAGE_SIZE :], measure)
 
 
-def _add_pages_prefix(cpu: SgxProcessor, secs_pa: int, epc_pas: Sequence[int],
-                      linaddrs: Sequence[int], secinfo_flags: int) -> int:
+def _add_pages_prefix(cpu: SgxProcessor, secs_pa: int, pas: npt.NDArray[np.uint64],
+                      las: npt.NDArray[np.uint64], idx: npt.NDArray[np.int64],
+                      secinfo_flags: int) -> int:
     """How many leading pages of a batch pass every EADD check (0 if the batch-wide checks
     fail, so the first page is replayed and raises the exact fault)."""
     secs_idx = cpu.epc.index_of(secs_pa)
@@ -280,14 +299,20 @@ def _add_pages_prefix(cpu: SgxProcessor, secs_pa: int, epc_pas: Sequence[int],
     if (state.initialized or pt != PageType.PT_REG or secinfo_flags & ~SECINFO_FLAGS_VALID
             or (secinfo_flags & m.W and not secinfo_flags & m.R)):
         return 0
-    seen: set[int] = set()
-    for k, (pa, la) in enumerate(zip(epc_pas, linaddrs, strict=True)):
-        idx = cpu.epc.index_of(pa)
-        if (pa % PAGE_SIZE or idx is None or idx in seen or cpu.epcm.valid(idx)
-                or la % PAGE_SIZE or not state.in_elrange(la, PAGE_SIZE)):
-            return k
-        seen.add(idx)
-    return len(epc_pas)
+    page_mask = np.uint64(PAGE_SIZE - 1)
+    bad = (pas & page_mask) != 0
+    bad |= idx < 0
+    bad |= (las & page_mask) != 0
+    bad |= las < np.uint64(state.base)
+    bad |= las > np.uint64(state.base + state.size - PAGE_SIZE)
+    safe = np.where(idx < 0, 0, idx)
+    bad |= (cpu.epcm.flags[safe] & m.VALID) != 0
+    # A page named twice: its second occurrence would find the EPCM entry valid.
+    order = np.argsort(idx, kind="stable")
+    repeated = np.zeros(idx.shape, dtype=bool)
+    repeated[order[1:]] = idx[order[1:]] == idx[order[:-1]]
+    bad |= repeated
+    return int(np.argmax(bad)) if bad.any() else len(idx)
 
 
 def _replay_one(cpu: SgxProcessor, secs_pa: int, epc_pa: int, la: int, secinfo_flags: int,

@@ -12,6 +12,9 @@ import itertools
 import mmap
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from vsgx.arch import PAGE_SIZE
 
 
@@ -29,6 +32,10 @@ class EpcSection:
             raise ValueError(f"EPC section base {self.base:#x} and size {self.size:#x} must be "
                              "positive multiples of 4 KiB")
         self.memory = mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        # Transparent huge pages where the kernel offers them: far fewer first-touch faults
+        # when enclaves are built, still nothing committed for untouched 2 MiB ranges.
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            self.memory.madvise(mmap.MADV_HUGEPAGE)
 
     @property
     def pages(self) -> int:
@@ -105,6 +112,39 @@ class Epc:
         k = self._locate(index)
         off = (index - self._index_starts[k]) * PAGE_SIZE
         return self._section_views[k][off : off + PAGE_SIZE]
+
+    def indices_of(self, pas: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Vectorised :meth:`index_of` for page-aligned addresses: -1 where not EPC."""
+        bases = np.asarray(self._bases, dtype=np.uint64)
+        k = np.searchsorted(bases, pas, side="right").astype(np.int64) - 1
+        out = np.full(pas.shape, -1, dtype=np.int64)
+        inside = k >= 0
+        ordered_sizes = np.asarray([s.size for s in self._ordered], dtype=np.uint64)
+        firsts = np.asarray([self._first_index[id(s)] for s in self._ordered], dtype=np.int64)
+        kk = k[inside]
+        offsets = pas[inside] - bases[kk]
+        ok = offsets < ordered_sizes[kk]
+        idx = np.full(kk.shape, -1, dtype=np.int64)
+        idx[ok] = firsts[kk[ok]] + (offsets[ok] // np.uint64(PAGE_SIZE)).astype(np.int64)
+        out[inside] = idx
+        return out
+
+    def write_pages(self, indices: npt.NDArray[np.int64], data: npt.NDArray[np.uint8]) -> None:
+        """Copy ``data`` (one 4 KiB row per index) into the EPC pages ``indices``."""
+        starts = np.asarray(self._index_starts, dtype=np.int64)
+        k = np.searchsorted(starts, indices, side="right") - 1
+        for section_no in np.unique(k).tolist():
+            rows = k == section_no
+            section = self.sections[section_no]
+            pages = np.frombuffer(section.memory, dtype=np.uint8).reshape(-1, PAGE_SIZE)
+            local = indices[rows] - starts[section_no]
+            src = data[rows]
+            # Runs of consecutive pages (the usual case) are plain block copies.
+            breaks = np.flatnonzero(np.diff(local) != 1) + 1
+            for run_start, run_stop in zip(np.r_[0, breaks].tolist(),
+                                           np.r_[breaks, local.size].tolist(), strict=True):
+                first = int(local[run_start])
+                pages[first : first + run_stop - run_start] = src[run_start:run_stop]
 
     def node_of(self, index: int) -> int:
         return self.sections[self._locate(index)].node

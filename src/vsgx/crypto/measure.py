@@ -63,7 +63,8 @@ def _measured_flags(secinfo_flags: int) -> int:
     return secinfo_flags
 
 
-def _u64_array(values: Sequence[int] | int, count: int, name: str) -> npt.NDArray[np.uint64]:
+def _u64_array(values: Sequence[int] | npt.NDArray[np.uint64] | int, count: int,
+               name: str) -> npt.NDArray[np.uint64]:
     """Validate ``values`` (one per page, or a single int for all) as unsigned 64-bit ints."""
     if isinstance(values, np.ndarray):
         if values.dtype.kind not in "iu" or (values.size and int(values.min()) < 0):
@@ -140,7 +141,7 @@ class MeasurementBuilder:
 
     def add_pages(
         self,
-        offsets: Sequence[int],
+        offsets: Sequence[int] | npt.NDArray[np.uint64],
         flags: Sequence[int] | int,
         data: bytes | memoryview,
         measured: Sequence[bool] | bool,
