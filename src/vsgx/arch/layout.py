@@ -10,9 +10,13 @@ manner of Fortanix ``sgx-isa``: a transcription error fails at import time, not 
 from __future__ import annotations
 
 import dataclasses
+import struct as _struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
+
+_INT_FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
+""":mod:`struct` codes of the little-endian unsigned integer field sizes."""
 
 
 class StructError(ValueError):
@@ -38,13 +42,28 @@ class Field:
 
 
 class Struct:
-    """Base class: subclasses are frozen dataclasses with a ``LAYOUT`` table."""
+    """Base class: subclasses are frozen dataclasses with a ``LAYOUT`` table.
+
+    Subclasses are decorated with :func:`struct_dataclass`, so the dataclass takes the fields in
+    ``LAYOUT`` order; parsing relies on it. Integer fields are 1, 2, 4 or 8 bytes (every
+    architectural structure's are), so each class precompiles one little-endian
+    :class:`struct.Struct` covering its fields and reserved gaps.
+    """
 
     NAME: ClassVar[str]
     SIZE: ClassVar[int]
     ALIGN: ClassVar[int]
     LAYOUT: ClassVar[tuple[Field, ...]]
     _RESERVED: ClassVar[tuple[tuple[int, int], ...]]
+    _ALL_RESERVED: ClassVar[tuple[tuple[int, int, bytes], ...]]
+    """Every reserved byte range, nested structures' included, in image offsets, sorted, each
+    with its all-zero contents."""
+    _PACKER: ClassVar[_struct.Struct]
+    """Fields in ``LAYOUT`` order (nested structures and byte strings as ``Ns``), gaps as pad."""
+    _NESTED: ClassVar[tuple[tuple[int, type[Struct]], ...]]
+    """(position in ``LAYOUT``, class) of each nested structure."""
+    _BYTES_SIZES: ClassVar[tuple[tuple[int, int], ...]]
+    """(position in ``LAYOUT``, size) of each byte-string field."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -52,75 +71,97 @@ class Struct:
             return
         end = 0
         gaps: list[tuple[int, int]] = []
-        for f in cls.LAYOUT:
+        fmt = ["<"]
+        nested: list[tuple[int, type[Struct]]] = []
+        all_reserved: list[tuple[int, int]] = []
+        for pos, f in enumerate(cls.LAYOUT):
             if f.offset < end:
                 raise TypeError(f"{cls.NAME}.{f.name} overlaps the previous field")
             if f.offset > end:
                 gaps.append((end, f.offset))
-            if isinstance(f.kind, type) and issubclass(f.kind, Struct) and f.kind.SIZE != f.size:
-                raise TypeError(f"{cls.NAME}.{f.name}: nested size mismatch")
+                fmt.append(f"{f.offset - end}x")
+            if f.kind is int:
+                if f.size not in _INT_FORMATS:
+                    raise TypeError(f"{cls.NAME}.{f.name}: integer fields are 1, 2, 4 or 8 bytes")
+                fmt.append(_INT_FORMATS[f.size])
+            else:
+                fmt.append(f"{f.size}s")
+            if isinstance(f.kind, type) and issubclass(f.kind, Struct):
+                if f.kind.SIZE != f.size:
+                    raise TypeError(f"{cls.NAME}.{f.name}: nested size mismatch")
+                nested.append((pos, f.kind))
+                all_reserved += [(f.offset + a, f.offset + b)
+                                 for a, b, _ in f.kind._ALL_RESERVED]
             end = f.end
         if end > cls.SIZE:
             raise TypeError(f"{cls.NAME} fields run past its size {cls.SIZE}")
         if end < cls.SIZE:
             gaps.append((end, cls.SIZE))
+            fmt.append(f"{cls.SIZE - end}x")
         cls._RESERVED = tuple(gaps)
+        cls._ALL_RESERVED = tuple((a, b, bytes(b - a)) for a, b in sorted(all_reserved + gaps))
+        cls._PACKER = _struct.Struct("".join(fmt))
+        cls._NESTED = tuple(nested)
+        cls._BYTES_SIZES = tuple((pos, f.size) for pos, f in enumerate(cls.LAYOUT)
+                                 if f.kind is bytes)
 
     # -- bytes -------------------------------------------------------------------------------
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview, *, strict: bool = True) -> Self:
         """Parse exactly ``SIZE`` bytes. With ``strict``, reserved bytes must be zero."""
-        raw = bytes(data)
+        raw = data if isinstance(data, bytes) else bytes(data)
         if len(raw) != cls.SIZE:
             raise StructError(f"{cls.NAME} must be {cls.SIZE} bytes, got {len(raw)}")
         if strict:
             bad = cls.reserved_nonzero(raw)
             if bad is not None:
                 raise StructError(f"{cls.NAME}: reserved byte at offset {bad} is not zero")
-        values: dict[str, Any] = {}
-        for f in cls.LAYOUT:
-            chunk = raw[f.offset : f.end]
-            if f.kind is int:
-                values[f.name] = int.from_bytes(chunk, "little")
-            elif f.kind is bytes:
-                values[f.name] = chunk
-            else:
-                values[f.name] = f.kind.from_bytes(chunk, strict=strict)  # type: ignore[attr-defined]
-        return cls(**values)
+        values = cls._PACKER.unpack(raw)
+        if cls._NESTED:
+            items = list(values)
+            for pos, kind in cls._NESTED:
+                # The reserved bytes of nested structures were checked with the outer ones.
+                items[pos] = kind.from_bytes(items[pos], strict=False)
+            return cls(*items)
+        return cls(*values)
 
     @classmethod
     def reserved_nonzero(cls, raw: bytes | bytearray | memoryview) -> int | None:
         """Offset of the first non-zero reserved byte (nested structures included), or None."""
-        hits: list[int] = []
-        for start, stop in cls._RESERVED:
-            segment = bytes(raw[start:stop])
-            if any(segment):
-                hits.append(start + next(i for i, b in enumerate(segment) if b))
-                break
-        for f in cls.LAYOUT:
-            if isinstance(f.kind, type) and issubclass(f.kind, Struct):
-                inner = f.kind.reserved_nonzero(raw[f.offset : f.end])
-                if inner is not None:
-                    hits.append(f.offset + inner)
-                    break
-        return min(hits, default=None)
+        image = raw if isinstance(raw, bytes) else bytes(raw)
+        for start, stop, zeros in cls._ALL_RESERVED:
+            segment = image[start:stop]
+            if segment != zeros and segment.count(0) != len(segment):
+                return start + len(segment) - len(segment.lstrip(b"\0"))
+        return None
 
     def to_bytes(self) -> bytes:
-        out = bytearray(self.SIZE)
-        for f in self.LAYOUT:
-            value = getattr(self, f.name)
+        """The ``SIZE``-byte image, reserved bytes zero; StructError if a value does not fit
+        its field."""
+        values = [getattr(self, f.name) for f in self.LAYOUT]
+        for pos, _ in self._NESTED:
+            values[pos] = values[pos].to_bytes()
+        if any(len(values[pos]) != size for pos, size in self._BYTES_SIZES):
+            self._check_values(values)  # raises: ``s`` would pad or truncate silently
+        try:
+            return self._PACKER.pack(*values)
+        except _struct.error:
+            self._check_values(values)
+        # Every value fits: a byte string given as another buffer type (``s`` packs bytes).
+        for pos, _ in self._BYTES_SIZES:
+            values[pos] = bytes(values[pos])
+        return self._PACKER.pack(*values)
+
+    def _check_values(self, values: list[Any]) -> None:
+        """Raise :class:`StructError` for the first field (in layout order) whose value does
+        not fit: an integer out of range or a byte string of the wrong length."""
+        for f, value in zip(self.LAYOUT, values, strict=True):
             if f.kind is int:
                 if not 0 <= value < 1 << (8 * f.size):
                     raise StructError(f"{self.NAME}.{f.name}={value} does not fit {f.size} bytes")
-                out[f.offset : f.end] = value.to_bytes(f.size, "little")
-            elif f.kind is bytes:
-                if len(value) != f.size:
-                    raise StructError(f"{self.NAME}.{f.name} must be {f.size} bytes")
-                out[f.offset : f.end] = value
-            else:
-                out[f.offset : f.end] = value.to_bytes()
-        return bytes(out)
+            elif f.kind is bytes and len(value) != f.size:
+                raise StructError(f"{self.NAME}.{f.name} must be {f.size} bytes")
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]

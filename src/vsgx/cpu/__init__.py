@@ -7,6 +7,7 @@ PFEC.SGX, #UD). See :class:`SgxProcessor` for the entry points.
 from __future__ import annotations
 
 from vsgx.cpu.encls_build import add_pages
+from vsgx.cpu.encls_paging import BatchFault, EvictedPage, LoadRequest, eld_pages, ewb_pages
 from vsgx.cpu.epc import Epc, EpcSection
 from vsgx.cpu.epcm import Epcm, EpcmEntry
 from vsgx.cpu.fault import SgxFault
@@ -23,7 +24,8 @@ from vsgx.cpu.processor import (
 from vsgx.cpu.status import LeafStatus
 
 __all__ = [
-    "EnclaveContext", "EnclaveState", "Epc", "EpcSection", "Epcm", "EpcmEntry", "LeafResult",
-    "LeafStatus", "LogicalProcessor", "Memory", "SgxFault", "SgxFeatures", "SgxMsrs",
-    "SgxProcessor", "SparseMemory", "add_pages",
+    "BatchFault", "EnclaveContext", "EnclaveState", "Epc", "EpcSection", "Epcm", "EpcmEntry",
+    "EvictedPage", "LeafResult", "LeafStatus", "LoadRequest", "LogicalProcessor", "Memory",
+    "SgxFault", "SgxFeatures", "SgxMsrs", "SgxProcessor", "SparseMemory", "add_pages",
+    "eld_pages", "ewb_pages",
 ]

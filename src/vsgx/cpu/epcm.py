@@ -26,6 +26,9 @@ SECINFO_BITS = RWX | PENDING | MODIFIED | PR
 """EPCM bits that share their position with SECINFO.FLAGS bits 5:0."""
 VALID = 1 << 8
 BLOCKED = 1 << 9
+CHILD_TYPES = frozenset({int(PageType.PT_REG), int(PageType.PT_TCS), int(PageType.PT_TRIM)})
+"""Page types that belong to an enclave (ENCLAVESECS and ENCLAVEADDRESS are meaningful)."""
+_CHILD_TYPE_LIST = sorted(CHILD_TYPES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,23 +77,23 @@ class Epcm:
     # -- single entries ----------------------------------------------------------------------
 
     def valid(self, i: int) -> bool:
-        return bool(self.flags[i] & VALID)
+        return bool(self.flags.item(i) & VALID)
 
     def page_type(self, i: int) -> int:
-        return int(self.pt[i])
+        return int(self.pt.item(i))
 
     def bits(self, i: int) -> int:
-        return int(self.flags[i])
+        return int(self.flags.item(i))
 
-    def set_valid(self, i: int, page_type: PageType, bits: int, owner: int = 0,
+    def set_valid(self, i: int, page_type: int, bits: int, owner: int = 0,
                   linaddr: int = 0) -> None:
         """Make entry ``i`` valid with the given type, SECINFO-style bits, owner and address."""
         self.flags[i] = VALID | (bits & (SECINFO_BITS | BLOCKED))
-        self.pt[i] = int(page_type)
+        self.pt[i] = page_type
         self.owner[i] = owner
         self.linaddr[i] = linaddr
         self.valid_count += 1
-        if page_type in (PageType.PT_REG, PageType.PT_TCS, PageType.PT_TRIM):
+        if page_type in CHILD_TYPES:
             self._map(owner, linaddr, i)
 
     def _map(self, owner: int, linaddr: int, i: int) -> None:
@@ -108,24 +111,28 @@ class Epcm:
         self.pt[i] = int(page_type)
 
     def invalidate(self, i: int) -> None:
-        if not self.flags[i] & VALID:
+        if not self.flags.item(i) & VALID:
             return
-        key = (int(self.owner[i]), int(self.linaddr[i]))
-        shadowed = self._shadowed.get(key, [])
-        if self.by_address.get(key) == i:
-            if shadowed:
-                self.by_address[key] = shadowed.pop()
-            else:
-                del self.by_address[key]
-        elif i in shadowed:
-            shadowed.remove(i)
-        if not shadowed:
-            self._shadowed.pop(key, None)
+        self._unmap((int(self.owner.item(i)), int(self.linaddr.item(i))), i)
         self.flags[i] = 0
         self.pt[i] = 0
         self.owner[i] = 0
         self.linaddr[i] = 0
         self.valid_count -= 1
+
+    def _unmap(self, key: tuple[int, int], i: int) -> None:
+        """Drop entry ``i`` from the reverse map; a page it shadowed is mapped again."""
+        if key not in self._shadowed:  # the usual case: one page at this address
+            if self.by_address.get(key) == i:
+                del self.by_address[key]
+            return
+        shadowed = self._shadowed[key]
+        if self.by_address.get(key) == i:
+            self.by_address[key] = shadowed.pop()
+        elif i in shadowed:
+            shadowed.remove(i)
+        if not shadowed:
+            del self._shadowed[key]
 
     def entry(self, i: int) -> EpcmEntry:
         f = int(self.flags[i])
@@ -138,14 +145,30 @@ class Epcm:
 
     # -- bulk --------------------------------------------------------------------------------
 
-    def set_valid_many(self, idx: npt.NDArray[np.int64], page_type: PageType,
-                       bits: npt.NDArray[np.uint16], owner: int,
+    def set_valid_many(self, idx: npt.NDArray[np.int64], page_type: int | npt.NDArray[np.uint8],
+                       bits: npt.NDArray[np.uint16], owner: int | npt.NDArray[np.int64],
                        linaddr: npt.NDArray[np.uint64]) -> None:
-        """Vectorised :meth:`set_valid` for pages that are all currently invalid."""
+        """Vectorised :meth:`set_valid` for distinct entries that are all currently invalid.
+        ``page_type`` and ``owner`` are one value for every entry or one per entry."""
         self.flags[idx] = VALID | (bits & (SECINFO_BITS | BLOCKED))
-        self.pt[idx] = int(page_type)
+        self.pt[idx] = page_type
         self.owner[idx] = owner
         self.linaddr[idx] = linaddr
         self.valid_count += len(idx)
-        for a, i in zip(linaddr.tolist(), idx.tolist(), strict=True):
-            self._map(owner, a, i)
+        types = np.broadcast_to(np.asarray(page_type), idx.shape)
+        owners = np.broadcast_to(np.asarray(owner), idx.shape)
+        mapped = np.isin(types, _CHILD_TYPE_LIST)
+        for o, a, i in zip(owners[mapped].tolist(), linaddr[mapped].tolist(),
+                           idx[mapped].tolist(), strict=True):
+            self._map(o, a, i)
+
+    def invalidate_many(self, idx: npt.NDArray[np.int64]) -> None:
+        """Vectorised :meth:`invalidate` for distinct entries that are all valid."""
+        keys = zip(self.owner[idx].tolist(), self.linaddr[idx].tolist(), strict=True)
+        for i, key in zip(idx.tolist(), keys, strict=True):
+            self._unmap(key, i)
+        self.flags[idx] = 0
+        self.pt[idx] = 0
+        self.owner[idx] = 0
+        self.linaddr[idx] = 0
+        self.valid_count -= len(idx)

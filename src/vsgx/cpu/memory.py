@@ -41,6 +41,9 @@ class SparseMemory:
             raise pf(addr, "operand is not mapped", epcm=False) from None
 
     def read(self, addr: int, size: int) -> bytes:
+        page, off = divmod(addr, PAGE_SIZE)
+        if 0 < size <= PAGE_SIZE - off:  # within one page: the common case
+            return bytes(memoryview(self._page(page, addr))[off : off + size])
         out = bytearray()
         while size > 0:
             page, off = divmod(addr, PAGE_SIZE)
@@ -51,6 +54,10 @@ class SparseMemory:
         return bytes(out)
 
     def write(self, addr: int, data: bytes | memoryview) -> None:
+        page, off = divmod(addr, PAGE_SIZE)
+        if type(data) is bytes and 0 < len(data) <= PAGE_SIZE - off:  # within one page
+            self._page(page, addr)[off : off + len(data)] = data
+            return
         view = memoryview(data).cast("B")
         pos = 0
         while pos < len(view):

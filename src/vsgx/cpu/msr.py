@@ -16,6 +16,7 @@ _FEATURE_CONTROL_DEFINED = int(
     FeatureControl.LOCKED | FeatureControl.VMXON_INSIDE_SMX | FeatureControl.VMXON_OUTSIDE_SMX
     | FeatureControl.SGX_LC | FeatureControl.SGX | FeatureControl.LMCE
 )
+_SGX_ENABLED = int(FeatureControl.LOCKED | FeatureControl.SGX)
 _HASH_MSRS = (Msr.IA32_SGXLEPUBKEYHASH0, Msr.IA32_SGXLEPUBKEYHASH1,
               Msr.IA32_SGXLEPUBKEYHASH2, Msr.IA32_SGXLEPUBKEYHASH3)
 
@@ -23,16 +24,24 @@ _HASH_MSRS = (Msr.IA32_SGXLEPUBKEYHASH0, Msr.IA32_SGXLEPUBKEYHASH1,
 class SgxMsrs:
     """The SGX MSRs of one logical processor."""
 
+    sgx_enabled: bool
+    """SGX is usable: feature control locked with the SGX enable bit (SDM 36.7.1). Kept in
+    step with :attr:`feature_control` (every ENCLS/ENCLU leaf tests it first)."""
+
     def __init__(self, features: SgxFeatures) -> None:
         self.features = features
         self.feature_control = 0
         self.lepubkeyhash: list[int] = list(INTEL_LE_PUBKEY_HASH)
 
     @property
-    def sgx_enabled(self) -> bool:
-        """SGX is usable: feature control locked with the SGX enable bit (SDM 36.7.1)."""
-        fc = self.feature_control
-        return bool(fc & FeatureControl.LOCKED) and bool(fc & FeatureControl.SGX)
+    def feature_control(self) -> int:
+        """IA32_FEATURE_CONTROL (MSR 0x3A)."""
+        return self._feature_control
+
+    @feature_control.setter
+    def feature_control(self, value: int) -> None:
+        self._feature_control = value
+        self.sgx_enabled = value & _SGX_ENABLED == _SGX_ENABLED
 
     @property
     def lepubkeyhash_writable(self) -> bool:

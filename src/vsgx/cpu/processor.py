@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import numpy as np
+import numpy.typing as npt
+
 from vsgx.arch import (
     PAGE_SIZE,
     SECS,
@@ -89,6 +92,7 @@ class LogicalProcessor:
 
 
 _S = TypeVar("_S", bound=Struct)
+_PT_SECS = int(PageType.PT_SECS)
 
 SECS_EID_OFFSET = 0xF00
 """Where vsgx keeps the enclave's EID inside its SECS page. The SDM leaves the SECS's reserved
@@ -188,23 +192,22 @@ class SgxProcessor:
         """Read an ordinary-memory operand; misalignment is #GP(0)."""
         if addr % align:
             raise gp(f"operand at {addr:#x} is not {align}-byte aligned")
-        if self.epc.contains(addr):
+        if self.epc.index_of(addr) is not None:
             # Non-enclave access to EPC: abort-page semantics, reads return all ones.
             return b"\xff" * size
         return self.memory.read(addr, size)
 
     def write(self, addr: int, data: bytes, align: int = 1) -> None:
+        """Write an ordinary-memory operand; misalignment is #GP(0)."""
         if addr % align:
             raise gp(f"operand at {addr:#x} is not {align}-byte aligned")
-        if self.epc.contains(addr):
-            return  # abort-page semantics: writes are dropped
-        self.memory.write(addr, data)
+        if self.epc.index_of(addr) is None:  # abort-page semantics: EPC writes are dropped
+            self.memory.write(addr, data)
 
     def read_struct(self, cls: type[_S], addr: int) -> _S:
         """Read an architectural structure; set reserved bits are #GP(0)."""
-        raw = self.read(addr, cls.SIZE, cls.ALIGN)
         try:
-            return cls.from_bytes(raw)
+            return cls.from_bytes(self.read(addr, cls.SIZE, cls.ALIGN))
         except StructError as exc:
             raise gp(str(exc)) from None
 
@@ -217,9 +220,22 @@ class SgxProcessor:
             raise pf(pa, "operand is not an EPC page")
         return idx
 
+    def epc_pages(self, indices: npt.NDArray[np.int64]) -> list[memoryview]:
+        """Writable views of the EPC pages ``indices`` (pages that exist), what
+        :meth:`Epc.page` returns for each, at once: page ``i`` is the ``i``-th 4 KiB page
+        counting through the EPC sections in order."""
+        sections = self.epc.sections
+        starts = np.cumsum([0] + [s.pages for s in sections[:-1]])
+        k = np.searchsorted(starts, indices, side="right") - 1
+        offsets = ((indices - starts[k]) * PAGE_SIZE).tolist()
+        views = [memoryview(s.memory) for s in sections]
+        return [views[s][off : off + PAGE_SIZE]
+                for s, off in zip(k.tolist(), offsets, strict=True)]
+
     def secs_of(self, idx: int, addr: int) -> EnclaveState:
         """The enclave whose SECS is EPC page ``idx``; #PF unless it is a valid PT_SECS."""
-        if not self.epcm.valid(idx) or self.epcm.page_type(idx) != PageType.PT_SECS:
+        e = self.epcm
+        if not e.valid(idx) or e.page_type(idx) != _PT_SECS:
             raise pf(addr, "not a valid SECS page")
         return self.enclaves[idx]
 
