@@ -169,11 +169,12 @@ class Platform:
         )
 
 
-Fault = tuple[int, int, int | None, int] | None
+Fault = tuple[int, int, int | None, str, int] | None
+"""Vector, error code, address, reason, and the position in the batch of the faulting page."""
 
 
 def _fault(exc: SgxFault, index: int) -> Fault:
-    return int(exc.vector), exc.error_code, exc.address, index
+    return int(exc.vector), exc.error_code, exc.address, exc.reason, index
 
 
 def _leaf_ewbs(plat: Platform, ops: list[tuple[int, int]]) -> tuple[list[EvictedPage], Fault]:
@@ -294,7 +295,7 @@ def _requests(data: st.DataObject, plat: Platform,
     dests = data.draw(st.permutations(free))
     # One request (at ``focus``) gets the example's twist; the others one now and then.
     focus, focus_twist = data.draw(st.integers(0, len(picks) - 1)), data.draw(_TWISTS)
-    requests = []
+    requests: list[LoadRequest] = []
     for n, (k, dest) in enumerate(zip(picks, dests, strict=False)):
         page, slot, ev = evicted[k]
         linaddr, pcmd, secs = ev.linaddr, ev.pcmd, secs_at.get(owner_of.get(page, 0), 0)
@@ -335,7 +336,7 @@ def _requests(data: st.DataObject, plat: Platform,
 def _events(what: str, statuses: list[LeafStatus], fault: Fault) -> None:
     for status in statuses:
         event(f"{what} status", SgxError(status.code).name)
-    event(f"{what} fault", "none" if fault is None else f"#{fault[0]} at page {fault[3]}")
+    event(f"{what} fault", "none" if fault is None else f"#{fault[0]} at page {fault[4]}")
 
 
 # -- the property -----------------------------------------------------------------------------
@@ -474,6 +475,6 @@ def test_requests_a_run_must_not_clear(case: str) -> None:
     requests = [LoadRequest(dest0, slot0, SECS_A, ev0.linaddr, ev0.pcmd, ev0.ciphertext),
                 LoadRequest(dest1, slot1, SECS_A, ev1.linaddr, pcmd1, ev1.ciphertext)]
     leaf = _leaf_elds(by_leaf, requests, False)
-    assert leaf[0] == [LeafStatus()] and leaf[1] is not None and leaf[1][3] == 1
+    assert leaf[0] == [LeafStatus()] and leaf[1] is not None and leaf[1][4] == 1
     assert _batch_elds(batched, requests, False) == leaf
     assert batched.state() == by_leaf.state()

@@ -58,6 +58,7 @@ class Struct:
     _ALL_RESERVED: ClassVar[tuple[tuple[int, int, bytes], ...]]
     """Every reserved byte range, nested structures' included, in image offsets, sorted, each
     with its all-zero contents."""
+    _RESERVED_MASK: ClassVar[bytes]
     _PACKER: ClassVar[_struct.Struct]
     """Fields in ``LAYOUT`` order (nested structures and byte strings as ``Ns``), gaps as pad."""
     _NESTED: ClassVar[tuple[tuple[int, type[Struct]], ...]]
@@ -100,6 +101,10 @@ class Struct:
             fmt.append(f"{cls.SIZE - end}x")
         cls._RESERVED = tuple(gaps)
         cls._ALL_RESERVED = tuple((a, b, bytes(b - a)) for a, b in sorted(all_reserved + gaps))
+        mask = bytearray(cls.SIZE)
+        for a, b, _ in cls._ALL_RESERVED:
+            mask[a:b] = b"\xff" * (b - a)
+        cls._RESERVED_MASK = bytes(mask)
         cls._PACKER = _struct.Struct("".join(fmt))
         cls._NESTED = tuple(nested)
         cls._BYTES_SIZES = tuple((pos, f.size) for pos, f in enumerate(cls.LAYOUT)
@@ -135,6 +140,12 @@ class Struct:
             if segment != zeros and segment.count(0) != len(segment):
                 return start + len(segment) - len(segment.lstrip(b"\0"))
         return None
+
+    @classmethod
+    def reserved_mask(cls) -> bytes:
+        """``SIZE`` bytes, 0xFF over every reserved byte (nested structures included) and 0
+        elsewhere: :meth:`reserved_nonzero` for many images at once is a masked any()."""
+        return cls._RESERVED_MASK
 
     def to_bytes(self) -> bytes:
         """The ``SIZE``-byte image, reserved bytes zero; StructError if a value does not fit

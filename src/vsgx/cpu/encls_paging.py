@@ -61,6 +61,7 @@ _MAX_PAGE_TYPE = max(int(t) for t in PageType)
 _U64_LIMIT = 1 << 64
 _ZERO_PAGE = bytes(PAGE_SIZE)
 _CHILD_TYPE_LIST = sorted(m.CHILD_TYPES)
+_PCMD_RESERVED = np.frombuffer(PCMD.reserved_mask(), dtype=np.uint8)
 
 _CHILD_PRESENT = error(SgxError.SGX_CHILD_PRESENT)
 _PAGE_NOT_BLOCKED = error(SgxError.SGX_PAGE_NOT_BLOCKED)
@@ -316,12 +317,13 @@ def _eld_check(cpu: SgxProcessor, idx: int, epc_pa: int, secs_pa: int,
 
 
 def _eld_page(p: _Pass, idx: int, page: memoryview, va_page: memoryview, slot_off: int,
-              flags: int, secs_idx: int, owner: EnclaveState | None, linaddr: int,
-              raw_pcmd: bytes, ciphertext: bytes) -> LeafStatus:
+              flags: int, secs_idx: int, owner: EnclaveState | None, linaddr: int, mac: bytes,
+              reserved_ok: bool, ciphertext: bytes) -> LeafStatus:
     """ELDB/ELDU into EPC page ``idx`` (contents ``page``) after :func:`_eld_check`
     (SDM ELDB/ELDU): rebuild the MAC header and decrypt with the version in the slot at
-    ``slot_off`` of ``va_page``. A mismatch (or altered PCMD reserved bytes, or a SECS whose
-    enclave is resident) is SGX_MAC_COMPARE_FAIL with no effect. On success the page is
+    ``slot_off`` of ``va_page``. A mismatch (or altered PCMD reserved bytes: not
+    ``reserved_ok``; or a SECS whose enclave is resident) is SGX_MAC_COMPARE_FAIL with no
+    effect. On success the page is
     written, its EPCM entry filled in (BLOCKED for ELDB of a child page) and the slot
     cleared, so the page cannot be replayed."""
     cpu = p.cpu
@@ -329,12 +331,11 @@ def _eld_page(p: _Pass, idx: int, page: memoryview, va_page: memoryview, slot_of
     eid = 0 if owner is None else owner.eid
     if owner is None:
         linaddr = 0
-    if PCMD.reserved_nonzero(raw_pcmd) is not None:
+    if not reserved_ok:
         return _MAC_COMPARE_FAIL
     try:
         plaintext = p.cipher.open(_U64.unpack_from(va_page, slot_off)[0],
-                                  pcmd_mac_header(eid, linaddr, flags), ciphertext,
-                                  raw_pcmd[_PCMD_MAC:])
+                                  pcmd_mac_header(eid, linaddr, flags), ciphertext, mac)
     except MacMismatch:
         return _MAC_COMPARE_FAIL
     if pt == _PT_SECS:
@@ -368,7 +369,8 @@ def _eld_one(cpu: SgxProcessor, request: LoadRequest, blocked: bool) -> LeafStat
                                         request.pcmd)
     return _eld_page(_Pass(cpu, blocked), idx, cpu.epc.page(idx), cpu.epc.page(va_idx),
                      request.va_slot_pa % PAGE_SIZE, flags, secs_idx, owner, request.linaddr,
-                     request.pcmd, request.ciphertext)
+                     request.pcmd[_PCMD_MAC:], PCMD.reserved_nonzero(request.pcmd) is None,
+                     request.ciphertext)
 
 
 def _load(cpu: SgxProcessor, rbx: int, rcx: int, rdx: int, *, blocked: bool) -> LeafResult:
@@ -381,7 +383,8 @@ def _load(cpu: SgxProcessor, rbx: int, rcx: int, rdx: int, *, blocked: bool) -> 
     ciphertext = cpu.read(pageinfo.srcpge, PAGE_SIZE)
     return LeafResult(_eld_page(_Pass(cpu, blocked), idx, cpu.epc.page(idx),
                                 cpu.epc.page(va_idx), rdx % PAGE_SIZE, flags, secs_idx, owner,
-                                pageinfo.linaddr, raw_pcmd, ciphertext))
+                                pageinfo.linaddr, raw_pcmd[_PCMD_MAC:],
+                                PCMD.reserved_nonzero(raw_pcmd) is None, ciphertext))
 
 
 def eldb(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
@@ -413,10 +416,9 @@ class BatchFault(SgxFault, Generic[_R]):
         self.done = done
 
 
-def _u64_array(what: str, values: Sequence[int]) -> npt.NDArray[np.uint64]:
+def _check_u64(what: str, values: Sequence[int]) -> None:
     if values and (min(values) < 0 or max(values) >= _U64_LIMIT):
         raise ValueError(f"{what}: every address must fit in 64 bits")
-    return np.asarray(values, dtype=np.uint64)
 
 
 def _first_bad(bad: npt.NDArray[np.bool_]) -> int:
@@ -509,8 +511,10 @@ def ewb_pages(cpu: SgxProcessor, epc_pas: Sequence[int],
     count = len(epc_pas)
     if len(va_slot_pas) != count:
         raise ValueError("ewb_pages needs one VA slot per EPC page")
-    pas = _u64_array("epc_pas", epc_pas)
-    slots = _u64_array("va_slot_pas", va_slot_pas)
+    _check_u64("epc_pas", epc_pas)
+    _check_u64("va_slot_pas", va_slot_pas)
+    pas = np.asarray(epc_pas, dtype=np.uint64)
+    slots = np.asarray(va_slot_pas, dtype=np.uint64)
     done: list[EvictedPage] = []
     with cpu.lock:
         k = 0
@@ -548,22 +552,26 @@ class LoadRequest:
         if len(self.pcmd) != PCMD.SIZE or len(self.ciphertext) != PAGE_SIZE:
             raise ValueError(f"a LoadRequest needs a {PCMD.SIZE}-byte PCMD and a "
                              f"{PAGE_SIZE}-byte ciphertext")
-        _u64_array("LoadRequest", (self.epc_pa, self.va_slot_pa, self.secs_pa, self.linaddr))
+        _check_u64("LoadRequest", (self.epc_pa, self.va_slot_pa, self.secs_pa, self.linaddr))
 
 
 def _eld_run_length(cpu: SgxProcessor, requests: Sequence[LoadRequest]
                     ) -> tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64],
-                               npt.NDArray[np.int64], list[int]]:
+                               npt.NDArray[np.int64], list[int], list[bool]]:
     """How many leading requests of an ELD batch pass every ELDB/ELDU check that faults,
     checked against the EPCM as it is before the batch. A batch only makes entries valid, so
     a request that needs an entry an earlier one fills in (a SECS or VA page loaded earlier in
     the batch) ends the run, conservatively, and so does a destination named twice (its second
     load would find the entry valid). Also returns the EPC indices of the destinations, VA
-    pages and SECSs, and the PCMD.SECINFO.FLAGS values."""
+    pages and SECSs, the PCMD.SECINFO.FLAGS values and whether the PCMDs' reserved bytes are
+    zero."""
     pas = np.array([r.epc_pa for r in requests], dtype=np.uint64)
     slots = np.array([r.va_slot_pa for r in requests], dtype=np.uint64)
     secs = np.array([r.secs_pa for r in requests], dtype=np.uint64)
-    flags = np.frombuffer(b"".join([r.pcmd[:8] for r in requests]), dtype="<u8")
+    pcmds = np.frombuffer(b"".join([r.pcmd for r in requests]),
+                          dtype=np.uint8).reshape(-1, PCMD.SIZE)
+    flags = np.ascontiguousarray(pcmds[:, :8]).view("<u8")[:, 0]
+    reserved_ok = ~np.any(pcmds & _PCMD_RESERVED, axis=1)
     bad, idx, va = _operands_ok(cpu, pas, slots)
     e = cpu.epcm
     pt = flags >> np.uint64(8)
@@ -577,26 +585,27 @@ def _eld_run_length(cpu: SgxProcessor, requests: Sequence[LoadRequest]
     bad_secs |= ((e.flags[secs_safe] & m.VALID) == 0) | (e.pt[secs_safe] != _PT_SECS)
     bad |= np.isin(pt, _CHILD_TYPE_LIST) & bad_secs
     bad |= _later_occurrence(idx, idx)
-    return _first_bad(bad), idx, va, secs_idx, flags.tolist()
+    return _first_bad(bad), idx, va, secs_idx, flags.tolist(), reserved_ok.tolist()
 
 
 def _eld_run(cpu: SgxProcessor, requests: Sequence[LoadRequest], idx: npt.NDArray[np.int64],
              va: npt.NDArray[np.int64], secs_idx: npt.NDArray[np.int64], flags: list[int],
-             blocked: bool, done: list[LeafStatus]) -> None:
+             reserved_ok: list[bool], blocked: bool, done: list[LeafStatus]) -> None:
     """ELDB/ELDU of the requests :func:`_eld_run_length` cleared, their EPCM entries written
     when the run ends."""
     va_pages = _va_pages(cpu, va)
     enclaves = cpu.enclaves
     p = _Pass(cpu, blocked, fills=[])
     try:
-        for r, i, page, v, s, f in zip(requests, idx.tolist(), cpu.epc_pages(idx), va.tolist(),
-                                       secs_idx.tolist(), flags, strict=True):
+        for r, i, page, v, s, f, ok in zip(requests, idx.tolist(), cpu.epc_pages(idx),
+                                           va.tolist(), secs_idx.tolist(), flags, reserved_ok,
+                                           strict=True):
             if f >> 8 in m.CHILD_TYPES:
                 owner: EnclaveState | None = enclaves[s]
             else:
                 owner, s = None, 0
             done.append(_eld_page(p, i, page, va_pages[v], r.va_slot_pa % PAGE_SIZE, f, s,
-                                  owner, r.linaddr, r.pcmd, r.ciphertext))
+                                  owner, r.linaddr, r.pcmd[_PCMD_MAC:], ok, r.ciphertext))
     finally:
         p.finish()
 
@@ -621,10 +630,10 @@ def eld_pages(cpu: SgxProcessor, requests: Sequence[LoadRequest], *,
         k = 0
         while k < count:
             rest = requests[k:]
-            run, idx, va, secs_idx, flags = _eld_run_length(cpu, rest)
+            run, idx, va, secs_idx, flags, reserved_ok = _eld_run_length(cpu, rest)
             if run:
                 _eld_run(cpu, rest[:run], idx[:run], va[:run], secs_idx[:run], flags[:run],
-                         blocked, done)
+                         reserved_ok[:run], blocked, done)
                 k += run
             if k < count:
                 try:
