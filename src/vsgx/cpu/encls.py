@@ -13,7 +13,7 @@ from vsgx.cpu.processor import LeafResult, LogicalProcessor, SgxProcessor
 
 EnclsHandler = Callable[[SgxProcessor, LogicalProcessor, int, int, int], LeafResult]
 
-ENCLS_LEAVES: dict[EnclsLeaf, EnclsHandler] = {
+ENCLS_LEAVES: dict[int, EnclsHandler] = {
     EnclsLeaf.ECREATE: ecreate,
     EnclsLeaf.EADD: eadd,
     EnclsLeaf.EINIT: einit,

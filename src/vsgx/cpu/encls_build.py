@@ -36,7 +36,13 @@ from vsgx.arch import (
 )
 from vsgx.cpu import epcm as m
 from vsgx.cpu.fault import gp, pf
-from vsgx.cpu.processor import EnclaveState, LeafResult, LogicalProcessor, SgxProcessor
+from vsgx.cpu.processor import (
+    EnclaveState,
+    LeafResult,
+    LogicalProcessor,
+    SgxProcessor,
+    cpusvn_beyond,
+)
 from vsgx.cpu.status import SUCCESS, error
 from vsgx.crypto import (
     MeasurementBuilder,
@@ -343,10 +349,6 @@ def _sigstruct_malformed(sig: SIGSTRUCT, raw: bytes) -> bool:
             or SIGSTRUCT.reserved_nonzero(raw) is not None)
 
 
-def _svn_beyond(requested: bytes, current: bytes) -> bool:
-    """A CPUSVN is "beyond the current configuration" when any component exceeds it."""
-    return any(a > b for a, b in zip(requested, current, strict=True))
-
 
 def einit(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
           rdx: int) -> LeafResult:
@@ -408,7 +410,7 @@ def _check_token(cpu: SgxProcessor, token: EINITTOKEN, raw: bytes, secs: SECS,
     if token.maskedattributesle.flags & AttributesFlags.DEBUG and \
             not secs.attributes.flags & AttributesFlags.DEBUG:
         return SgxError.SGX_INVALID_EINITTOKEN
-    if _svn_beyond(token.cpusvnle, cpu.platform.cpusvn):
+    if cpusvn_beyond(token.cpusvnle, cpu.platform.cpusvn):
         return SgxError.SGX_INVALID_CPUSVN
     key = derive_key(cpu.platform, einittoken_dependencies(token, lehash, cpu.platform))
     if einittoken_mac(key, raw) != token.mac:

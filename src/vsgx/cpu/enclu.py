@@ -32,7 +32,13 @@ from vsgx.arch import (
 from vsgx.cpu import epcm as m
 from vsgx.cpu.encls_paging import tracked
 from vsgx.cpu.fault import gp, pf
-from vsgx.cpu.processor import EnclaveContext, EnclaveState, LeafResult, SgxProcessor
+from vsgx.cpu.processor import (
+    EnclaveContext,
+    EnclaveState,
+    LeafResult,
+    SgxProcessor,
+    cpusvn_beyond,
+)
 from vsgx.cpu.status import SUCCESS, LeafStatus, error
 from vsgx.crypto import (
     derive_key,
@@ -101,9 +107,6 @@ def enclu_ereport(cpu: SgxProcessor, ctx: EnclaveContext, rbx: int, rcx: int,
 
 # -- EGETKEY ---------------------------------------------------------------------------------
 
-def _svn_beyond(requested: bytes, current: bytes) -> bool:
-    return any(a > b for a, b in zip(requested, current, strict=True))
-
 
 def getkey(cpu: SgxProcessor, ctx: EnclaveContext,
            request: KEYREQUEST) -> tuple[LeafStatus, bytes | None]:
@@ -129,7 +132,7 @@ def getkey(cpu: SgxProcessor, ctx: EnclaveContext,
         if name in (KeyName.SEAL_KEY, KeyName.PROVISION_SEAL_KEY) and \
                 request.configsvn > s.configsvn:
             return error(SgxError.SGX_INVALID_ISVSVN), None
-        if _svn_beyond(request.cpusvn, cpu.platform.cpusvn):
+        if cpusvn_beyond(request.cpusvn, cpu.platform.cpusvn):
             return error(SgxError.SGX_INVALID_CPUSVN), None
     deps = egetkey_dependencies(request, state.identity(), cpu.platform, cpu.boot)
     return SUCCESS, derive_key(cpu.platform, deps)
@@ -279,7 +282,7 @@ def enclu_emodpe(cpu: SgxProcessor, ctx: EnclaveContext, rbx: int, rcx: int,
 
 EncluHandler = Callable[[SgxProcessor, EnclaveContext, int, int, int], LeafResult]
 
-ENCLU_LEAVES: dict[EncluLeaf, EncluHandler] = {
+ENCLU_LEAVES: dict[int, EncluHandler] = {
     EncluLeaf.EREPORT: enclu_ereport,
     EncluLeaf.EGETKEY: enclu_egetkey,
     EncluLeaf.EACCEPT: enclu_eaccept,

@@ -21,8 +21,6 @@ import numpy.typing as npt
 from vsgx.arch import (
     PAGE_SIZE,
     SECS,
-    EnclsLeaf,
-    EncluLeaf,
     FeatureControl,
     PageType,
     Struct,
@@ -314,10 +312,9 @@ class SgxProcessor:
             proc = self._check_enabled(lp)
             if proc.enclave is not None:
                 raise ud("ENCLS in enclave mode")
-            try:
-                handler = ENCLS_LEAVES[EnclsLeaf(leaf)]
-            except (ValueError, KeyError):
-                raise gp(f"ENCLS leaf {leaf:#x} is not supported") from None
+            handler = ENCLS_LEAVES.get(leaf)  # IntEnum keys: a plain int finds its leaf
+            if handler is None:
+                raise gp(f"ENCLS leaf {leaf:#x} is not supported")
             return handler(self, proc, rbx, rcx, rdx)
 
     def enclu(self, leaf: int, ctx: EnclaveContext, rbx: int = 0, rcx: int = 0,
@@ -327,10 +324,9 @@ class SgxProcessor:
 
         with self.lock:
             self.check_enclave_mode(ctx)
-            try:
-                handler = ENCLU_LEAVES[EncluLeaf(leaf)]
-            except (ValueError, KeyError):
-                raise gp(f"ENCLU leaf {leaf:#x} is not supported in enclave mode") from None
+            handler = ENCLU_LEAVES.get(leaf)
+            if handler is None:
+                raise gp(f"ENCLU leaf {leaf:#x} is not supported in enclave mode")
             return handler(self, ctx, rbx, rcx, rdx)
 
     def check_enclave_mode(self, ctx: EnclaveContext) -> EnclaveState:
@@ -347,5 +343,11 @@ class SgxProcessor:
             raise gp(f"{what} needs SGX2 (CPUID.(EAX=12H,ECX=0):EAX[1])")
 
 
-__all__ = ["EnclaveContext", "EnclaveState", "LeafResult", "LogicalProcessor",
-           "SgxFault", "SgxProcessor"]
+def cpusvn_beyond(requested: bytes, current: bytes) -> bool:
+    """A CPUSVN is "beyond the current configuration" (EINIT's token check, EGETKEY) when any
+    of its 16 components exceeds the processor's."""
+    return any(a > b for a, b in zip(requested, current, strict=True))
+
+
+__all__ = ["EnclaveContext", "EnclaveState", "LeafResult", "LogicalProcessor", "SgxFault",
+           "SgxProcessor", "cpusvn_beyond"]
