@@ -64,15 +64,59 @@ def test_untouched_epc_costs_no_resident_memory() -> None:
     assert epc.pages == (4 << 30) // PAGE_SIZE
 
 
-def test_prealloc_commits_and_discard_releases() -> None:
+def test_prealloc_commits_and_discard_keeps_a_preallocated_section() -> None:
     section = EpcSection(0x1_0000_0000, 64 << 20)
     before = _rss()
     section.prealloc()
     assert _rss() - before >= 60 << 20
     section.memory[0:4] = b"live"
-    section.discard()
+    section.discard()  # a reset empties a preallocated vEPC but keeps it committed
     assert bytes(section.memory[0:4]) == bytes(4)
+    assert _rss() - before >= 60 << 20
+    section.close()
     assert _rss() - before < 16 << 20
+
+
+def test_discard_gives_touched_pages_back() -> None:
+    section = EpcSection(0x1_0000_0000, 64 << 20)
+    before = _rss()
+    np.frombuffer(section.memory, dtype=np.uint8)[:: PAGE_SIZE] = 1
+    assert _rss() - before >= 60 << 20
+    section.discard()
+    assert bytes(section.memory[0:1]) == bytes(1)
+    assert _rss() - before < 16 << 20
+
+
+class _Pool:
+    def __init__(self, free: int) -> None:
+        self.free = free
+
+    def commit(self, section: EpcSection, pages: int) -> None:
+        if pages > self.free:
+            raise MemoryError("host EPC exhausted")
+        self.free -= pages
+
+    def release(self, section: EpcSection, pages: int) -> None:
+        self.free += pages
+
+
+def test_a_backed_section_draws_each_page_once_on_first_touch_and_returns_them() -> None:
+    pool = _Pool(free=5)
+    section = EpcSection(0x1_0000_0000, 8 * PAGE_SIZE, backing=pool)
+    epc = Epc([section])
+    epc.page(3)
+    epc.page(3)
+    assert (pool.free, section.committed_pages) == (4, 1)
+    epc.write_pages(np.asarray([3, 4, 5], dtype=np.int64), np.zeros((3, PAGE_SIZE), np.uint8))
+    epc.pages_at(np.asarray([0, 0], dtype=np.int64))
+    assert (pool.free, section.committed_pages) == (1, 4)
+    with pytest.raises(MemoryError):
+        epc.pages_at(np.asarray([6, 7], dtype=np.int64))
+    assert (pool.free, section.committed_pages) == (1, 4)  # nothing half-committed
+    with pytest.raises(MemoryError):
+        section.prealloc()
+    section.discard()
+    assert (pool.free, section.committed_pages) == (5, 0)
 
 
 def test_vectorised_indexing_and_page_writes_match_the_scalar_ones() -> None:

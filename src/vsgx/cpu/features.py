@@ -21,7 +21,10 @@ class SgxFeatures:
 
     ``sgx2`` enables EAUG/EMODPR/EMODT/EACCEPT/EACCEPTCOPY/EMODPE; ``flc`` is flexible launch
     control (CPUID.7.0:ECX[30], writable IA32_SGXLEPUBKEYHASH); ``kss`` key-separation and
-    sharing (CONFIGID, CONFIGSVN, ISVFAMILYID, ISVEXTPRODID). ``max_enclave_size_64`` is
+    sharing (CONFIGID, CONFIGSVN, ISVFAMILYID, ISVEXTPRODID); ``debug``, ``mode64``,
+    ``provisionkey``, ``einittoken_key``, ``kss`` and ``aexnotify`` say whether ECREATE may set
+    that ATTRIBUTES bit (CPUID.(12H,1).EAX; a hypervisor masks them, KVM by intercepting
+    ECREATE). ``max_enclave_size_64`` is
     log2 of the largest enclave in 64-bit mode (CPUID.(12H,0).EDX[15:8]).
     """
 
@@ -33,6 +36,8 @@ class SgxFeatures:
     aexnotify: bool = False
     provisionkey: bool = True
     einittoken_key: bool = True
+    debug: bool = True
+    mode64: bool = True
     max_enclave_size_64: int = 36
     xfrm_supported: int = int(Xfrm.X87 | Xfrm.SSE | Xfrm.AVX)
 
@@ -45,6 +50,10 @@ class SgxFeatures:
     def attributes_supported(self) -> ATTRIBUTES:
         """CPUID.(12H,1).EAX..EDX: the ATTRIBUTES bits ECREATE accepts."""
         flags = ATTRIBUTES_FLAGS_DEFINED & ~int(AttributesFlags.CET)
+        if not self.debug:
+            flags &= ~int(AttributesFlags.DEBUG)
+        if not self.mode64:
+            flags &= ~int(AttributesFlags.MODE64BIT)
         if not self.kss:
             flags &= ~int(AttributesFlags.KSS)
         if not self.aexnotify:

@@ -11,7 +11,7 @@ pages they touch, and serialising them means the concurrency-conflict outcomes
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -128,14 +128,19 @@ class SgxProcessor:
     """The SGX processor package shared by all logical processors of one (virtual) machine."""
 
     def __init__(self, epc: Epc, memory: Memory, *, features: SgxFeatures | None = None,
-                 platform: PlatformSecrets, boot: BootSecrets, lps: int = 1) -> None:
+                 platform: PlatformSecrets, boot: BootSecrets, lps: int = 1,
+                 msrs: Sequence[SgxMsrs] | None = None) -> None:
+        """``msrs`` lets a machine own its vCPUs' MSRs (one logical processor each); without
+        it the processor has ``lps`` logical processors with fresh MSRs."""
         self.features = features or SgxFeatures()
         self.epc = epc
         self.epcm = Epcm(epc.pages)
         self.memory = memory
         self.platform = platform
         self.boot = boot
-        self.lps = [LogicalProcessor(i, SgxMsrs(self.features)) for i in range(lps)]
+        if msrs is None:
+            msrs = [SgxMsrs(self.features) for _ in range(lps)]
+        self.lps = [LogicalProcessor(i, m) for i, m in enumerate(msrs)]
         self.enclaves: dict[int, EnclaveState] = {}
         self.evicted_secs: dict[int, EnclaveState] = {}
         self.lock = threading.RLock()
@@ -220,15 +225,8 @@ class SgxProcessor:
 
     def epc_pages(self, indices: npt.NDArray[np.int64]) -> list[memoryview]:
         """Writable views of the EPC pages ``indices`` (pages that exist), what
-        :meth:`Epc.page` returns for each, at once: page ``i`` is the ``i``-th 4 KiB page
-        counting through the EPC sections in order."""
-        sections = self.epc.sections
-        starts = np.cumsum([0] + [s.pages for s in sections[:-1]])
-        k = np.searchsorted(starts, indices, side="right") - 1
-        offsets = ((indices - starts[k]) * PAGE_SIZE).tolist()
-        views = [memoryview(s.memory) for s in sections]
-        return [views[s][off : off + PAGE_SIZE]
-                for s, off in zip(k.tolist(), offsets, strict=True)]
+        :meth:`Epc.page` returns for each, at once."""
+        return self.epc.pages_at(indices)
 
     def secs_of(self, idx: int, addr: int) -> EnclaveState:
         """The enclave whose SECS is EPC page ``idx``; #PF unless it is a valid PT_SECS."""
