@@ -8,3 +8,7 @@ keys) → ``vsgx.cpu`` (the SGX processor model) → higher layers.
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from vsgx.machine import Machine
+
+__all__ = ["Machine", "__version__"]

@@ -115,11 +115,10 @@ class EpcSection:
         self.preallocated = True
 
     def close(self) -> None:
-        """Give every page back to the backing and unmap the memory; the section is unusable
-        afterwards."""
+        """Give every page back to the backing and the memory back to the host. The mapping
+        itself goes when the last view of it (an :class:`Epc`'s) is dropped."""
         self.preallocated = False
         self.discard()
-        self.memory.close()
 
 
 class Epc:

@@ -1,0 +1,348 @@
+"""A virtual SGX machine: the hardware a QEMU command line describes, built on an emulated host.
+
+:class:`VirtualMachine` assembles, in QEMU's order (``qemu_init`` → ``pc_init1``/``pc_q35_init``
+→ ``pc_machine_init_sgx_epc`` → vCPU realize → ``fw_cfg_build_feature_control``): the memory
+backends (host-node checks, ``prealloc``), the guest-physical layout, the virtual EPC drawn from
+the host's EPC pool, the guest CPUID, one set of SGX MSRs per vCPU, the SGX processor that all
+vCPUs share, the fw_cfg files and ACPI tables. :meth:`VirtualMachine.start` runs the firmware
+(which locks IA32_FEATURE_CONTROL from fw_cfg) and then boots the guest
+(:meth:`VirtualMachine.boot_guest`, which the layer above supplies).
+
+Run states and events follow QEMU's ``qapi/run-state.json``; the ``query_*`` methods return
+QEMU 7.2's QMP objects (``qapi/misc-target.json``, ``qapi/machine.json``), which is what
+:mod:`vsgx.monitor` serves.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from types import TracebackType
+from typing import Any
+
+from vsgx.arch import PAGE_SIZE
+from vsgx.cpu.epc import Epc, EpcSection
+from vsgx.cpu.msr import SgxMsrs
+from vsgx.cpu.processor import SgxProcessor
+from vsgx.platform.acpi import build_epc_device, build_srat
+from vsgx.platform.config import BackendType, HostMemPolicy, MachineConfig, SgxFeature
+from vsgx.platform.cpuid import GuestCpuid, guest_cpuid
+from vsgx.platform.firmware import apply_feature_control, fw_cfg_files
+from vsgx.platform.host import DEFAULT_HOST, EpcPoolExhausted, Host, open_host
+from vsgx.platform.layout import GuestLayout, guest_layout
+from vsgx.platform.options import parse_qemu_args
+from vsgx.platform.qemuopts import QemuOptionError
+from vsgx.platform.ram import GuestRam
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+class RunState(StrEnum):
+    """The subset of QEMU's ``RunState`` a vsgx machine passes through."""
+
+    PRELAUNCH = "prelaunch"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTDOWN = "shutdown"
+
+
+class MachineError(Exception):
+    """An operation the machine refuses in its current state; the message says why."""
+
+
+class VirtualMachine:
+    """The virtual hardware of one QEMU command line on one emulated host.
+
+    ``warnings`` holds what QEMU would have printed as warnings while building it (features
+    the host lacks). Several machines may share a host: their virtual EPC pages all come out
+    of the host's pool, and each machine's EPC is its own memory.
+    """
+
+    def __init__(self, config: MachineConfig, host: Host) -> None:
+        self.config = config
+        self.host = host
+        self.name = config.name
+        self._check_backends()
+        self.layout: GuestLayout = guest_layout(config)
+        self.cpuid: GuestCpuid = guest_cpuid(config.cpu, host.profile, self.layout)
+        self.warnings = self.cpuid.warnings
+        self.cpus = config.smp.cpus
+        features = self.cpuid.sgx_features()
+        self.vcpu_msrs: list[SgxMsrs] = [SgxMsrs(features) for _ in range(self.cpus)]
+        self.fw_cfg = fw_cfg_files(self.cpuid)
+        srat = build_srat(config, self.layout)
+        self.acpi_tables: dict[str, bytes] = {} if srat is None else {"SRAT": srat}
+        self.epc_device = build_epc_device(self.layout)
+        self.ram = GuestRam(config, self.layout)
+        self.epc_sections = self._create_epc()
+        self.processor: SgxProcessor | None = None
+        if self.epc_sections:
+            self.processor = SgxProcessor(
+                Epc(self.epc_sections), self.ram, features=features,
+                platform=host.secrets, boot=host.boot, msrs=self.vcpu_msrs)
+        self.state = RunState.PRELAUNCH
+        self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str], *, host: Host | str = DEFAULT_HOST,
+                  host_profile: str | None = None) -> VirtualMachine:
+        """Build the machine ``argv`` (QEMU options, without the program name) describes, on
+        ``host`` (a :class:`Host` or the name of one, see :func:`open_host`)."""
+        if isinstance(host, str):
+            host = open_host(host, host_profile)
+        return cls(parse_qemu_args(argv), host)
+
+    # -- construction -------------------------------------------------------------------------
+
+    def _check_backends(self) -> None:
+        """What creating the backends on this host can refuse, in command-line order:
+        ``memory-backend-epc`` exists only where ``/dev/sgx_vepc`` does
+        (``backends/hostmem-epc.c`` registers the type only then), and ``mbind`` refuses host
+        nodes the host does not have (``host_memory_backend_memory_complete``)."""
+        for backend in self.config.objects:
+            if backend.type is BackendType.EPC and not self.host.profile.sgx:
+                raise QemuOptionError("invalid object type: memory-backend-epc",
+                                      hint=f"(host '{self.host.name}' is a "
+                                           f"{self.host.profile.name} host, which has no SGX)\n")
+            if any(n >= self.host.profile.numa_nodes for n in backend.host_nodes):
+                raise QemuOptionError(
+                    "cannot bind memory to host NUMA nodes: Invalid argument",
+                    hint=f"(host '{self.host.name}' has NUMA node"
+                         f"{'s 0-' if self.host.profile.numa_nodes > 1 else ' '}"
+                         f"{self.host.profile.numa_nodes - 1})\n")
+
+    def _create_epc(self) -> list[EpcSection]:
+        """One EPC section per ``sgx-epc.N``, at the address the layout gives it, drawing its
+        pages from the host pool (bound to the backend's host nodes); ``prealloc=on`` draws
+        them all now (``qemu_prealloc_mem``; a vEPC fault that finds the host EPC exhausted is
+        a SIGBUS, which QEMU reports as EFAULT)."""
+        pool = self.host.pool
+        sections: list[EpcSection] = []
+        try:
+            for place, epc in zip(self.layout.epc_sections, self.config.sgx_epc, strict=True):
+                backend = epc.backend
+                size = -(-backend.size // PAGE_SIZE) * PAGE_SIZE  # qemu_ram_alloc rounds up
+                section = EpcSection(place.addr, size, place.node, backing=pool)
+                sections.append(section)
+                pool.bind(section, backend.host_nodes,
+                          strict=backend.policy is HostMemPolicy.BIND)
+                if backend.prealloc:
+                    section.prealloc()
+        except EpcPoolExhausted as exc:
+            for section in sections:
+                section.close()
+            raise QemuOptionError("qemu_prealloc_mem: preallocating memory failed: Bad address",
+                                  hint=f"({exc} on host '{self.host.name}')\n") from None
+        return sections
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Power on: the firmware applies ``etc/msr_feature_control`` to every vCPU, then the
+        guest boots. The machine is then running."""
+        with self._lock:
+            if self.state is not RunState.PRELAUNCH:
+                raise MachineError(f"the machine has already been started (it is {self.state})")
+            if self.config.incoming is not None:
+                raise MachineError("-incoming: incoming migration is not supported by vsgx yet")
+            self._power_on()
+            self.state = RunState.RUNNING
+
+    def _power_on(self) -> None:
+        apply_feature_control(self.fw_cfg, self.vcpu_msrs)
+        self.boot_guest()
+
+    def boot_guest(self) -> None:
+        """Boot the guest OS after the firmware. The bare platform has none (like QEMU with no
+        boot disk, it just sits in the firmware); :class:`vsgx.Machine` boots vsgx's Linux
+        guest here."""
+
+    def stop(self) -> None:
+        """QMP ``stop``: pause the vCPUs (``STOP`` event when it was running)."""
+        with self._lock:
+            self._require_alive()
+            if self.state is RunState.RUNNING:
+                self.state = RunState.PAUSED
+                self._emit("STOP", {})
+
+    def cont(self) -> None:
+        """QMP ``cont``: resume (``RESUME`` event when it was paused or not yet started)."""
+        with self._lock:
+            self._require_alive()
+            if self.state is RunState.PRELAUNCH:
+                self._power_on()
+            if self.state is not RunState.RUNNING:
+                self.state = RunState.RUNNING
+                self._emit("RESUME", {})
+
+    def system_reset(self) -> None:
+        """QMP ``system_reset``: a platform reset. Every vCPU's MSRs return to their power-on
+        values, the virtual EPC is emptied (QEMU's ``sgx_epc_reset`` runs
+        ``SGX_IOC_VEPC_REMOVE_ALL``: every enclave is gone), and the firmware and guest run
+        again. The host did not reboot, so its per-boot keys stay."""
+        with self._lock:
+            self._require_alive()
+            for msrs in self.vcpu_msrs:
+                msrs.reset()
+            if self.processor is not None:
+                self.processor.power_cycle(self.host.boot)
+            self._emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
+            if self.state is not RunState.PRELAUNCH:
+                self._power_on()
+
+    def quit(self) -> None:
+        """QMP ``quit``: ``SHUTDOWN`` event, then the machine is torn down."""
+        with self._lock:
+            if self.state is RunState.SHUTDOWN:
+                return
+            self._emit("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"})
+            self.close()
+
+    def close(self) -> None:
+        """Release everything: the EPC pages go back to the host pool, memory is unmapped."""
+        with self._lock:
+            if self.state is RunState.SHUTDOWN:
+                return
+            self.state = RunState.SHUTDOWN
+            for section in self.epc_sections:
+                section.close()
+            self.ram.close()
+
+    def __enter__(self) -> VirtualMachine:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _require_alive(self) -> None:
+        if self.state is RunState.SHUTDOWN:
+            raise MachineError("the machine has shut down")
+
+    # -- vCPU state ---------------------------------------------------------------------------
+
+    def save_vcpu_state(self) -> list[dict[str, Any]]:
+        """Each vCPU's SGX MSRs as QEMU migrates them (``target/i386/machine.c``):
+        ``cpu/msr_ia32_feature_control`` always, ``cpu/intel_sgx`` (the four LE public-key
+        hash MSRs) only when the guest CPU has ``sgxlc`` (its ``needed`` function)."""
+        has_lc = self.cpuid.has(SgxFeature.SGXLC)
+        states = []
+        for msrs in self.vcpu_msrs:
+            state: dict[str, Any] = {"cpu/msr_ia32_feature_control": msrs.feature_control}
+            if has_lc:
+                state["cpu/intel_sgx"] = list(msrs.lepubkeyhash)
+            states.append(state)
+        return states
+
+    def load_vcpu_state(self, states: Sequence[dict[str, Any]]) -> None:
+        """Put saved vCPU MSRs back (``kvm_put_msrs``: host-initiated writes, so the lock bit
+        and the launch-control write rules do not apply). The state must come from a machine
+        with the same vCPU count and launch-control setting."""
+        if len(states) != len(self.vcpu_msrs):
+            raise MachineError(f"vCPU state for {len(states)} vCPUs does not fit a machine "
+                               f"with {len(self.vcpu_msrs)}")
+        has_lc = self.cpuid.has(SgxFeature.SGXLC)
+        for index, (msrs, state) in enumerate(zip(self.vcpu_msrs, states, strict=True)):
+            if ("cpu/intel_sgx" in state) != has_lc:
+                raise MachineError(f"vCPU {index}: subsection cpu/intel_sgx is "
+                                   f"{'present' if not has_lc else 'missing'} but the guest "
+                                   f"CPU {'lacks' if not has_lc else 'has'} sgxlc")
+            hashes = state.get("cpu/intel_sgx", msrs.lepubkeyhash)
+            value = state["cpu/msr_ia32_feature_control"]
+            if not (isinstance(value, int) and 0 <= value < 1 << 64 and len(hashes) == 4
+                    and all(isinstance(h, int) and 0 <= h < 1 << 64 for h in hashes)):
+                raise MachineError(f"vCPU {index}: malformed SGX MSR state")
+            msrs.feature_control = value
+            msrs.lepubkeyhash = list(hashes)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event, data)`` for every QMP event; returns the unsubscribe."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+        return unsubscribe
+
+    def _emit(self, event: str, data: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            listener(event, data)
+
+    # -- what QMP reports ---------------------------------------------------------------------
+
+    def query_sgx(self) -> dict[str, Any]:
+        """``query-sgx`` (``hw/i386/sgx.c`` ``sgx_get_info``, 7.2): the four flags are
+        hard-coded true; ``section-size`` (deprecated in 7.0, removed in 8.0) is the total."""
+        if not self.layout.epc_sections:
+            raise MachineError("No EPC regions defined, SGX not available")
+        return {"sgx": True, "sgx1": True, "sgx2": True, "flc": True,
+                "section-size": self.layout.epc_size,
+                "sections": [{"node": s.node, "size": s.size} for s in self.layout.epc_sections]}
+
+    def query_sgx_capabilities(self) -> dict[str, Any]:
+        """``query-sgx-capabilities`` (``sgx_get_capabilities``): the host's CPUID, with one
+        section per host EPC section whose ``node`` is its index (QEMU's own simplification)."""
+        return host_sgx_capabilities(self.host)
+
+    def query_memory_devices(self) -> list[dict[str, Any]]:
+        """``query-memory-devices``: one ``sgx-epc`` entry per section (no ``id``: QEMU never
+        sets one for these devices)."""
+        return [{"type": "sgx-epc",
+                 "data": {"memaddr": s.addr, "size": s.size, "node": s.node,
+                          "memdev": f"/objects/{s.memdev}"}}
+                for s in self.layout.epc_sections]
+
+    def query_cpus_fast(self) -> list[dict[str, Any]]:
+        """``query-cpus-fast``. vsgx runs vCPUs on its caller's threads, so ``thread-id`` is
+        the process id for every vCPU."""
+        smp = self.config.smp
+        node_of = {cpu: node.nodeid for node in self.config.numa_nodes for cpu in node.cpus}
+        out = []
+        for index in range(self.cpus):
+            thread, rest = index % smp.threads, index // smp.threads
+            core, rest = rest % smp.cores, rest // smp.cores
+            die, socket = rest % smp.dies, rest // smp.dies
+            props: dict[str, int] = {"core-id": core, "thread-id": thread, "socket-id": socket}
+            if smp.dies > 1:
+                props["die-id"] = die
+            if index in node_of:
+                props["node-id"] = node_of[index]
+            out.append({"cpu-index": index, "qom-path": f"/machine/unattached/device[{index}]",
+                        "thread-id": os.getpid(), "props": props, "target": "x86_64"})
+        return out
+
+    def query_status(self) -> dict[str, Any]:
+        """``query-status``: the run state (``singlestep`` is always false here)."""
+        return {"status": str(self.state), "singlestep": False,
+                "running": self.state is RunState.RUNNING}
+
+    def epc_usage(self) -> list[dict[str, int]]:
+        """Per section: its guest node, size, and the pages committed from the host so far."""
+        return [{"index": s.index, "node": s.node, "size": s.size,
+                 "committed": section.committed_pages * PAGE_SIZE}
+                for s, section in zip(self.layout.epc_sections, self.epc_sections, strict=True)]
+
+
+def host_sgx_capabilities(host: Host) -> dict[str, Any]:
+    """QEMU 7.2's ``query-sgx-capabilities`` answer for ``host`` (``hw/i386/sgx.c``): without
+    ``/dev/sgx_vepc`` (a host without SGX) the error is ``SGX is not enabled in KVM``."""
+    prof = host.profile
+    if not prof.sgx:
+        raise MachineError("SGX is not enabled in KVM")
+    eax0 = prof.cpuid(0x12, 0)[0]
+    sections = []
+    for index in range(8):  # SGX_MAX_EPC_SECTIONS
+        eax, _, ecx, edx = prof.cpuid(0x12, 2 + index)
+        if eax & 0xF != 1:
+            break
+        sections.append({"node": index, "size": (ecx & 0xFFFF_F000) + ((edx & 0xF_FFFF) << 32)})
+    return {"sgx": bool(prof.cpuid(0x7, 0)[1] >> 2 & 1), "sgx1": bool(eax0 & 1),
+            "sgx2": bool(eax0 >> 1 & 1), "flc": bool(prof.cpuid(0x7, 0)[2] >> 30 & 1),
+            "section-size": sum(s["size"] for s in sections), "sections": sections}
