@@ -39,6 +39,10 @@ class GuestRam:
                 self._prealloc(layout, offset, node.size)
             offset += node.size
 
+    def regions(self) -> list[tuple[int, mmap.mmap]]:
+        """The contiguous guest-physical RAM ranges: (base address, host memory)."""
+        return list(zip(self._bases, self._maps, strict=True))
+
     def _prealloc(self, layout: GuestLayout, offset: int, size: int) -> None:
         """Touch RAM offsets ``[offset, offset+size)`` (RAM offset, before the 4 GiB split)."""
         below = layout.below_4g_mem_size
