@@ -123,7 +123,7 @@ def test_isa_without_script_is_a_usage_error(capsys: pytest.CaptureFixture[str],
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    code, _, err = run_main(["run", "x.json"], capsys, monkeypatch)
+    code, _, err = run_main(["nosuch", "x.json"], capsys, monkeypatch)
     assert code == 2
     assert "invalid choice" in err
 

@@ -7,6 +7,8 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from seeds import SEED_NUMA
+
 from vsgx.cpu.msr import SgxMsrs
 from vsgx.platform import parse_qemu_args
 from vsgx.platform.acpi import build_srat
@@ -21,15 +23,7 @@ FC_LC_ONLY = 0x20001  # LOCKED | SGX_LC: SGX off
 
 ONE_EPC = ("-machine pc -m 4G -cpu host -object memory-backend-epc,id=mem1,size=64M,"
            "prealloc=on -M sgx-epc.0.memdev=mem1,sgx-epc.0.node=0")
-NUMA_EXAMPLE = (
-    "-machine q35 -m 4G -smp 4 -cpu host,+sgx-provisionkey "
-    "-object memory-backend-ram,size=2G,host-nodes=0,policy=bind,id=node0 "
-    "-object memory-backend-epc,id=mem0,size=64M,prealloc=on,host-nodes=0,policy=bind "
-    "-numa node,nodeid=0,cpus=0-1,memdev=node0 "
-    "-object memory-backend-ram,size=2G,host-nodes=1,policy=bind,id=node1 "
-    "-object memory-backend-epc,id=mem1,size=28M,prealloc=on,host-nodes=1,policy=bind "
-    "-numa node,nodeid=1,cpus=2-3,memdev=node1 "
-    "-M sgx-epc.0.memdev=mem0,sgx-epc.0.node=0,sgx-epc.1.memdev=mem1,sgx-epc.1.node=1")
+NUMA_EXAMPLE = SEED_NUMA
 
 
 @dataclass

@@ -7,6 +7,7 @@ import shlex
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from seeds import SEED_NUMA
 
 from vsgx.platform import MachineConfig, parse_qemu_args
 from vsgx.platform.acpi import EpcAcpiDevice, QWordMemory, apic_id, build_epc_device, build_srat
@@ -14,15 +15,7 @@ from vsgx.platform.config import SmpConfig
 from vsgx.platform.layout import guest_layout
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
-NUMA_EXAMPLE = (
-    "-machine q35 -m 4G -smp 4 -cpu host,+sgx-provisionkey "
-    "-object memory-backend-ram,size=2G,host-nodes=0,policy=bind,id=node0 "
-    "-object memory-backend-epc,id=mem0,size=64M,prealloc=on,host-nodes=0,policy=bind "
-    "-numa node,nodeid=0,cpus=0-1,memdev=node0 "
-    "-object memory-backend-ram,size=2G,host-nodes=1,policy=bind,id=node1 "
-    "-object memory-backend-epc,id=mem1,size=28M,prealloc=on,host-nodes=1,policy=bind "
-    "-numa node,nodeid=1,cpus=2-3,memdev=node1 "
-    "-M sgx-epc.0.memdev=mem0,sgx-epc.0.node=0,sgx-epc.1.memdev=mem1,sgx-epc.1.node=1")
+NUMA_EXAMPLE = SEED_NUMA
 
 ONE_NODE = "-object memory-backend-ram,id=r,size=1G -numa node,memdev=r"
 

@@ -6,16 +6,11 @@ import shlex
 from typing import Any
 
 import pytest
+from seeds import SEED_NUMA
+from vmhelpers import ecreate
 
 from vsgx.arch import (
-    ATTRIBUTES,
-    PAGEINFO,
-    SECINFO,
-    SECS,
-    AttributesFlags,
-    EnclsLeaf,
     FeatureControl,
-    PageType,
 )
 from vsgx.platform import QemuOptionError
 from vsgx.platform.host import open_host
@@ -24,15 +19,7 @@ from vsgx.platform.machine import MachineError, RunState, VirtualMachine, host_s
 MiB = 1 << 20
 GiB = 1 << 30
 
-NUMA_EXAMPLE = (
-    "-machine q35 -m 4G -smp 4 -cpu host,+sgx-provisionkey "
-    "-object memory-backend-ram,size=2G,host-nodes=0,policy=bind,id=node0 "
-    "-object memory-backend-epc,id=mem0,size=64M,prealloc=on,host-nodes=0,policy=bind "
-    "-numa node,nodeid=0,cpus=0-1,memdev=node0 "
-    "-object memory-backend-ram,size=2G,host-nodes=1,policy=bind,id=node1 "
-    "-object memory-backend-epc,id=mem1,size=28M,prealloc=on,host-nodes=1,policy=bind "
-    "-numa node,nodeid=1,cpus=2-3,memdev=node1 "
-    "-M sgx-epc.0.memdev=mem0,sgx-epc.0.node=0,sgx-epc.1.memdev=mem1,sgx-epc.1.node=1")
+NUMA_EXAMPLE = SEED_NUMA
 
 
 def _vm(args: str, host: str = "default", profile: str | None = None) -> VirtualMachine:
@@ -43,17 +30,6 @@ def _epc(size: str, *, prealloc: bool = False, extra: str = "") -> str:
     p = ",prealloc=on" if prealloc else ""
     return (f"-object memory-backend-epc,id=e0,size={size}{p}{extra} "
             "-M sgx-epc.0.memdev=e0,sgx-epc.0.node=0")
-
-
-def _ecreate(vm: VirtualMachine, epc_pa: int) -> None:
-    """ECREATE a 2-page enclave at ``epc_pa`` with operands in guest RAM."""
-    assert vm.processor is not None
-    secs = SECS(size=0x2000, baseaddr=0x10_0000, ssaframesize=1,
-                attributes=ATTRIBUTES(int(AttributesFlags.MODE64BIT), 3))
-    vm.ram.write(0x1000, secs.to_bytes())
-    vm.ram.write(0x100, SECINFO(int(PageType.PT_SECS) << 8).to_bytes())
-    vm.ram.write(0x0, PAGEINFO(0, 0x1000, 0x100, 0).to_bytes())
-    assert vm.processor.encls(EnclsLeaf.ECREATE, 0x0, epc_pa).status.ok
 
 
 def test_the_seed_numa_example_builds_and_reports_as_qemu() -> None:
@@ -79,7 +55,7 @@ def test_lazy_epc_commits_on_first_touch_only() -> None:
     with _vm(f"-machine q35 -m 4G -cpu host {_epc('64G')}") as vm:
         assert vm.host.pool.used == {0: 0, 1: 0}
         vm.start()
-        _ecreate(vm, vm.layout.epc_base)
+        ecreate(vm, vm.layout.epc_base)
         assert sum(vm.host.pool.used.values()) == 1
         assert vm.epc_usage()[0]["committed"] == 4096
 
@@ -98,7 +74,7 @@ def test_vms_on_one_host_share_its_pool_and_not_their_pages() -> None:
     with pytest.raises(QemuOptionError, match="preallocating memory failed"):
         _vm(args, "client")  # 64 + 64 MiB > 93.5 MiB
     a.start()
-    _ecreate(a, a.layout.epc_base)
+    ecreate(a, a.layout.epc_base)
     a.close()
     with _vm(args, "client") as b:  # a's pages are back in the pool
         b.start()
@@ -114,7 +90,7 @@ def test_one_vms_enclave_is_invisible_to_another_on_the_same_host() -> None:
     with _vm(args) as a, _vm(args) as b:
         a.start()
         b.start()
-        _ecreate(a, a.layout.epc_base)
+        ecreate(a, a.layout.epc_base)
         assert a.processor is not None and b.processor is not None
         assert a.processor.epcm.valid(0) and not b.processor.epcm.valid(0)
         assert any(bytes(a.processor.epc.page(0))) and not any(bytes(b.processor.epc.page(0)))
@@ -170,7 +146,7 @@ def test_system_reset_wipes_every_enclave_and_relocks_feature_control() -> None:
     with _vm(f"-cpu host {_epc('4M', prealloc=True)}") as vm:
         vm.subscribe(lambda e, _d: events.append(e))
         vm.start()
-        _ecreate(vm, vm.layout.epc_base)
+        ecreate(vm, vm.layout.epc_base)
         assert vm.processor is not None and vm.processor.epcm.valid(0)
         used = dict(vm.host.pool.used)
         vm.system_reset()
@@ -179,7 +155,7 @@ def test_system_reset_wipes_every_enclave_and_relocks_feature_control() -> None:
         assert vm.vcpu_msrs[0].feature_control & FeatureControl.LOCKED
         assert vm.host.pool.used == used  # a preallocated vEPC stays allocated
         assert events == ["RESET"]
-        _ecreate(vm, vm.layout.epc_base)  # the guest can build enclaves again
+        ecreate(vm, vm.layout.epc_base)  # the guest can build enclaves again
 
 
 def test_vcpu_sgx_msrs_save_and_restore() -> None:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from platform_cases import MALFORMED, Case
+from seeds import SEED_NUMA, SEED_SINGLE
 
 from vsgx.platform import (
     BackendType,
@@ -33,22 +34,6 @@ from vsgx.sizes import SizeError, parse_size, strtosz
 
 MIB = 1 << 20
 GIB = 1 << 30
-
-SEED_SINGLE = """-machine pc -m 4G
-  -cpu host,+sgx-provisionkey
-  -object memory-backend-epc,id=mem1,size=64M,prealloc=on
-  -M sgx-epc.0.memdev=mem1,sgx-epc.0.node=0"""
-
-SEED_NUMA = """-machine q35 -m 4G -smp 4
-  -cpu host,+sgx-provisionkey
-  -object memory-backend-ram,size=2G,host-nodes=0,policy=bind,id=node0
-  -object memory-backend-epc,id=mem0,size=64M,prealloc=on,host-nodes=0,policy=bind
-  -numa node,nodeid=0,cpus=0-1,memdev=node0
-  -object memory-backend-ram,size=2G,host-nodes=1,policy=bind,id=node1
-  -object memory-backend-epc,id=mem1,size=28M,prealloc=on,host-nodes=1,policy=bind
-  -numa node,nodeid=1,cpus=2-3,memdev=node1
-  -M sgx-epc.0.memdev=mem0,sgx-epc.0.node=0,sgx-epc.1.memdev=mem1,sgx-epc.1.node=1"""
-
 
 def parse(line: str) -> MachineConfig:
     return parse_qemu_args(shlex.split(line))

@@ -182,7 +182,8 @@ class VirtualMachine:
         """QMP ``system_reset``: a platform reset. Every vCPU's MSRs return to their power-on
         values, the virtual EPC is emptied (QEMU's ``sgx_epc_reset`` runs
         ``SGX_IOC_VEPC_REMOVE_ALL``: every enclave is gone), and the firmware and guest run
-        again. The host did not reboot, so its per-boot keys stay."""
+        again (at the next ``cont`` if the machine was not running). The host did not reboot,
+        so its per-boot keys stay."""
         with self._lock:
             self._require_alive()
             for msrs in self.vcpu_msrs:
@@ -190,8 +191,10 @@ class VirtualMachine:
             if self.processor is not None:
                 self.processor.power_cycle(self.host.boot)
             self._emit("RESET", {"guest": False, "reason": "host-qmp-system-reset"})
-            if self.state is not RunState.PRELAUNCH:
+            if self.state is RunState.RUNNING:
                 self._power_on()
+            else:  # qemu_system_reset: a machine that is not running waits in prelaunch
+                self.state = RunState.PRELAUNCH
 
     def quit(self) -> None:
         """QMP ``quit``: ``SHUTDOWN`` event, then the machine is torn down."""

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vsgx import __version__
+from vsgx.cli import machine
 
 EXIT_USAGE = 2
 
@@ -61,26 +62,43 @@ def build_parser() -> argparse.ArgumentParser:
     isa.add_argument("script", metavar="SCRIPT")
     isa.add_argument("--compact", action="store_true", help="print the results on one line")
     isa.set_defaults(func=_cmd_isa)
+    machine.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
+    first = 0
+    while first < len(argv) and argv[first] in ("-v", "--verbose"):
+        first += 1
+    verbose = first > 0
+    if first < len(argv) and argv[first] in machine.COMMANDS:
+        # QEMU options follow these commands; argparse cannot take them as a remainder.
+        command = argv[first:]
+
+        def run() -> int:
+            return machine.dispatch(parser, command)
+    else:
+        args = parser.parse_args(argv)
+        verbose = args.verbose
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
+
+        def run() -> int:
+            code: int = args.func(args)
+            return code
     try:
-        code: int = args.func(args)
+        return run()
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the last line of defence: a bug, reported without a traceback
-        if args.verbose:
+        if verbose:
             raise
         print(f"vsgx: internal error: {type(exc).__name__}: {exc} (run with -v for details)",
               file=sys.stderr)
         return 1
-    return code
 
 
 if __name__ == "__main__":

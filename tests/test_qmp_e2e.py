@@ -1,0 +1,123 @@
+"""A real vsgx machine behind its QMP monitor, driven by QEMU's own client (``qemu.qmp``):
+in-process, and ``vsgx run`` as a separate process the way an operator starts it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from qemu.qmp import QMPClient
+from seeds import SEED_NUMA
+from vmhelpers import ecreate
+
+from vsgx.machine import Machine
+from vsgx.monitor import QmpServer
+
+T = TypeVar("T")
+TIMEOUT = 20.0
+SECTIONS = [{"node": 0, "size": 67108864}, {"node": 1, "size": 29360128}]
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coroutine, TIMEOUT))
+
+
+@pytest.fixture
+def sock() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="vsgx-e2e-"))
+    yield directory / "qmp.sock"
+    for leftover in directory.iterdir():
+        leftover.unlink()
+    directory.rmdir()
+
+
+def test_qemu_client_drives_a_real_machine(sock: Path) -> None:
+    args = [*shlex.split(SEED_NUMA), "-qmp", f"unix:{sock},server=on,wait=off", "-name", "g1"]
+    vm = Machine.from_args(args)
+    with vm, QmpServer(vm, vm.config.qmp[0]):
+        vm.start()
+        ecreate(vm, vm.layout.epc_base)
+        assert vm.processor is not None and vm.processor.epcm.valid(0)
+
+        async def session() -> None:
+            client = QMPClient("e2e")
+            await client.connect(str(sock))
+            assert await client.execute("query-sgx") == {
+                "sgx": True, "sgx1": True, "sgx2": True, "flc": True,
+                "section-size": 96468992, "sections": SECTIONS}
+            assert await client.execute("query-name") == {"name": "g1"}
+            text = await client.execute("human-monitor-command",
+                                        {"command-line": "info sgx"})
+            assert text.endswith("NUMA node #0: size=67108864\r\n"
+                                 "NUMA node #1: size=29360128\r\n")
+            devices = await client.execute("query-memory-devices")
+            assert [d["data"]["memaddr"] for d in devices] == [0x180000000, 0x184000000]
+            cpus = await client.execute("query-cpus-fast")
+            assert [c["props"]["node-id"] for c in cpus] == [0, 0, 1, 1]
+            with client.listener() as listener:
+                await client.execute("system_reset")
+                event = await asyncio.wait_for(listener.get(), TIMEOUT)
+            assert event["event"] == "RESET"
+            assert event["data"] == {"guest": False, "reason": "host-qmp-system-reset"}
+            await client.execute("stop")
+            assert (await client.execute("query-status"))["status"] == "paused"
+            await client.execute("cont")
+            await client.disconnect()
+
+        run(session())
+        assert not vm.processor.epcm.valid(0)  # system_reset emptied the EPC
+        assert vm.guest.dmesg  # and the guest booted again
+
+
+def test_vsgx_run_serves_qmp_until_quit(sock: Path) -> None:
+    exe = Path(sys.executable).with_name("vsgx")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vsgx.cli"]
+    proc = subprocess.Popen([*cmd, "run", *shlex.split(SEED_NUMA),
+                             "-qmp", f"unix:{sock},server=on,wait=off"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    try:
+        assert proc.stderr is not None
+        banner = proc.stderr.readline()  # printed once the monitor listens
+        assert "machine running" in banner, banner + proc.stderr.read()
+        assert oct(sock.stat().st_mode & 0o777) == "0o600"
+
+        async def session() -> None:
+            client = QMPClient("e2e")
+            await client.connect(str(sock))
+            assert (await client.execute("query-sgx"))["sections"] == SECTIONS
+            assert (await client.execute("query-status"))["running"] is True
+            assert await client.execute("quit") == {}
+            # The server hangs up after quit, as QEMU exits; qemu.qmp reports EOFError then.
+            with contextlib.suppress(EOFError):
+                await client.disconnect()
+
+        run(session())
+        assert proc.wait(timeout=TIMEOUT) == 0
+        assert not sock.exists()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=TIMEOUT)
+
+
+def test_vsgx_run_stops_on_sigterm(sock: Path) -> None:
+    exe = Path(sys.executable).with_name("vsgx")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vsgx.cli"]
+    proc = subprocess.Popen([*cmd, "run", "-cpu", "host",
+                             "-qmp", f"unix:{sock},server=on,wait=off"],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None and "machine running" in proc.stderr.readline()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=TIMEOUT) == 0
