@@ -121,3 +121,30 @@ def test_vsgx_run_stops_on_sigterm(sock: Path) -> None:
     assert proc.stderr is not None and "machine running" in proc.stderr.readline()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=TIMEOUT) == 0
+
+
+def test_vsgx_run_with_wait_on_blocks_until_a_client_connects(sock: Path) -> None:
+    exe = Path(sys.executable).with_name("vsgx")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vsgx.cli"]
+    proc = subprocess.Popen([*cmd, "run", "-cpu", "host",
+                             "-qmp", f"unix:{sock},server=on,wait=on"],
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        assert "waiting for a QMP client on unix:" in proc.stderr.readline()
+
+        async def session() -> None:
+            client = QMPClient("e2e")
+            await client.connect(str(sock))
+            assert (await client.execute("query-status"))["status"] == "running"
+            await client.execute("quit")
+            with contextlib.suppress(EOFError):
+                await client.disconnect()
+
+        run(session())
+        assert "machine running" in proc.stderr.readline()
+        assert proc.wait(timeout=TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=TIMEOUT)

@@ -267,9 +267,15 @@ def cmd_run(args: argparse.Namespace, qemu: list[str]) -> int:
     vm.subscribe(lambda event, _data: done.set() if event == "SHUTDOWN" else None)
     servers = [QmpServer(vm, qmp) for qmp in vm.config.qmp]
     try:
-        for server in servers:
-            server.start()
+        # The machine is up before any monitor answers, as QEMU finishes machine init
+        # before its main loop serves monitor commands.
         vm.start()
+        for server, qmp in zip(servers, vm.config.qmp, strict=True):
+            if qmp.wait:  # QEMU blocks here too, until the first client connects
+                where = qmp.path if qmp.transport == "unix" else f"{qmp.host}:{qmp.port}"
+                print(f"{PROG}: waiting for a QMP client on {qmp.transport}:{where} "
+                      "(wait=on)", file=sys.stderr, flush=True)
+            server.start()
     except (OSError, MachineError) as exc:
         for server in servers:
             server.close()
@@ -280,7 +286,7 @@ def cmd_run(args: argparse.Namespace, qemu: list[str]) -> int:
     try:
         where = ", ".join(str(s.address) for s in servers) or "no QMP monitor"
         print(f"{PROG}: machine running ({where}); stop it with QMP 'quit' or Ctrl-C",
-              file=sys.stderr)
+              file=sys.stderr, flush=True)
         while not done.wait(0.5):
             pass
     finally:
