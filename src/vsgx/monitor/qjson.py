@@ -20,6 +20,7 @@ that fit int64 or uint64), ``float`` (everything else, as ``strtod`` reads it), 
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from dataclasses import dataclass
 from enum import IntEnum
@@ -495,6 +496,7 @@ def _c_string(data: bytes | bytearray) -> str:
 # Writer
 
 
+@functools.lru_cache(maxsize=4096)
 def _tdb_hash(key: str) -> int:
     """``tdb_hash`` (``qobject/qdict.c``) of the key's modified UTF-8 bytes."""
     data = key.encode("utf-8", errors="surrogatepass").replace(b"\x00", b"\xc0\x80")
@@ -510,8 +512,15 @@ _QDICT_BUCKETS = 512
 def qdict_order(keys: list[str]) -> list[str]:
     """The order in which a QDict built by inserting ``keys`` in this order iterates them:
     by hash bucket, and within a bucket newest first (``qdict_first``/``qdict_next``)."""
+    return list(_qdict_order(tuple(keys)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _qdict_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """:func:`qdict_order` for a key tuple; replies repeat the same few key sets."""
     position = {key: i for i, key in enumerate(keys)}
-    return sorted(keys, key=lambda key: (_tdb_hash(key) % _QDICT_BUCKETS, -position[key]))
+    return tuple(sorted(keys, key=lambda key: (_tdb_hash(key) % _QDICT_BUCKETS,
+                                               -position[key])))
 
 
 _ESCAPED = re.compile("[\"\\\\\x00-\x1f\x7f-\U0010ffff]")
@@ -552,7 +561,7 @@ def encode(value: object) -> str:
         if not all(isinstance(key, str) for key in keys):
             raise TypeError(f"not a JSON object: {value!r}")
         return "{" + ", ".join(f"{encode(key)}: {encode(value[key])}"
-                               for key in qdict_order(keys)) + "}"
+                               for key in _qdict_order(tuple(keys))) + "}"
     if isinstance(value, list | tuple):
         return "[" + ", ".join(encode(item) for item in value) + "]"
     raise TypeError(f"not JSON data: {value!r}")
