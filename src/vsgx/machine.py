@@ -4,29 +4,32 @@ The platform layer (:class:`vsgx.platform.machine.VirtualMachine`) is the hardwa
 firmware; this class adds the guest operating system, booted when the machine starts (and again
 after a reset):
 
-    vm = vsgx.Machine.from_args(["-machine", "q35", "-cpu", "host", ...])
-    vm.start()
-    vm.guest.dmesg
-    vm.stop()   # or use the machine as a context manager
+    with vsgx.Machine.from_args(["-machine", "q35", "-cpu", "host", ...]) as vm:
+        vm.start()
+        vm.guest.dmesg
+        process = vm.guest.spawn()
+
+Leaving the ``with`` block (or :meth:`close`) shuts the machine down; ``stop`` is QMP's
+``stop``, which pauses it.
 """
 
 from __future__ import annotations
 
-from vsgx.guest import GuestKernel, boot
+from vsgx.guest import GuestOS, boot
 from vsgx.platform.machine import MachineError, VirtualMachine
 
 
 class Machine(VirtualMachine):
     """A :class:`VirtualMachine` that boots vsgx's Linux guest."""
 
-    _guest: GuestKernel | None = None
+    _guest: GuestOS | None = None
 
     @property
-    def guest(self) -> GuestKernel:
-        """The running guest's kernel (after :meth:`start`)."""
+    def guest(self) -> GuestOS:
+        """The running guest operating system (after :meth:`start`)."""
         if self._guest is None:
             raise MachineError("the guest has not booted: start the machine first")
         return self._guest
 
     def boot_guest(self) -> None:
-        self._guest = boot(self)
+        self._guest = GuestOS(boot(self), self)

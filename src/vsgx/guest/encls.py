@@ -1,0 +1,147 @@
+"""The guest kernel's ENCLS wrappers (``arch/x86/kernel/cpu/sgx/encls.h``): one function per
+leaf, executed on vCPU 0 of the virtual processor.
+
+Linux never hands user memory to ENCLS: the driver copies SECS, SECINFO, page contents and
+SIGSTRUCT into kernel memory first and passes kernel addresses. These wrappers do the same:
+each stages its operands in a few kernel pages of guest RAM (PAGEINFO and SECINFO, a source
+page, SIGSTRUCT with its token) and runs the leaf with their physical addresses. The
+reclaimer's operands (PCMD, backing pages) will join them when EWB/ELDU are used.
+
+Return values follow ``encls.h``: 0 on success, the SGX error code when the leaf reports one,
+or :data:`ENCLS_FAULT_FLAG` ORed with the vector when the leaf faulted
+(:func:`encls_faulted`, :func:`encls_trapnr`).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from vsgx.arch import EINITTOKEN, PAGEINFO, SECINFO, EnclsLeaf, Msr, PageType
+from vsgx.cpu.fault import SgxFault
+from vsgx.cpu.processor import LeafResult, SgxProcessor
+from vsgx.guest.memory import PhysicalMemory
+
+ENCLS_FAULT_FLAG = 0x4000_0000
+_SECINFO_OFFSET = 64
+_TOKEN_OFFSET = 2048
+"""Where SGX_IOC_ENCLAVE_INIT puts the zeroed launch token: half a page after SIGSTRUCT."""
+
+
+def encls_faulted(ret: int) -> bool:
+    """``encls_faulted``: the leaf raised an exception."""
+    return bool(ret & ENCLS_FAULT_FLAG)
+
+
+def encls_trapnr(ret: int) -> int:
+    """``ENCLS_TRAPNR``: the vector of a faulted leaf."""
+    return ret & ~ENCLS_FAULT_FLAG
+
+
+class Encls:
+    """ENCLS as the kernel issues it, with operands staged in its own pages of ``memory``."""
+
+    def __init__(self, processor: SgxProcessor, memory: PhysicalMemory) -> None:
+        self.processor = processor
+        self._memory = memory
+        self._lock = threading.Lock()
+        self._msrs = processor.lps[0].msrs
+        self._pageinfo = memory.alloc_page()
+        self._secinfo = self._pageinfo + _SECINFO_OFFSET
+        self._contents = memory.alloc_page()
+        self._sigstruct = memory.alloc_page()
+
+    def _leaf(self, leaf: EnclsLeaf, rbx: int = 0, rcx: int = 0, rdx: int = 0) -> LeafResult | int:
+        try:
+            return self.processor.encls(leaf, rbx, rcx, rdx, lp=0)
+        except SgxFault as fault:
+            return ENCLS_FAULT_FLAG | int(fault.vector)
+
+    def _status(self, leaf: EnclsLeaf, rbx: int = 0, rcx: int = 0, rdx: int = 0) -> int:
+        result = self._leaf(leaf, rbx, rcx, rdx)
+        return result if isinstance(result, int) else int(result.status.code)
+
+    def _stage(self, pageinfo: PAGEINFO, secinfo: bytes | None = None,
+               contents: bytes | None = None) -> None:
+        self._memory.write(self._pageinfo, pageinfo.to_bytes())
+        if secinfo is not None:
+            self._memory.write(self._secinfo, secinfo)
+        if contents is not None:
+            self._memory.write(self._contents, contents)
+
+    def ecreate(self, secs: bytes, epc_pa: int) -> int:
+        """``__ecreate``: the SECS page with a zeroed SECINFO (PT_SECS)."""
+        with self._lock:
+            self._stage(PAGEINFO(srcpge=self._contents, secinfo=self._secinfo),
+                        bytes(SECINFO.SIZE), secs)
+            return self._status(EnclsLeaf.ECREATE, self._pageinfo, epc_pa)
+
+    def eadd(self, secs_pa: int, addr: int, contents: bytes, secinfo: bytes,
+             epc_pa: int) -> int:
+        """``__eadd``: ``contents`` at enclave address ``addr`` with the 64-byte ``secinfo``."""
+        with self._lock:
+            self._stage(PAGEINFO(linaddr=addr, srcpge=self._contents, secinfo=self._secinfo,
+                                 secs=secs_pa), secinfo, contents)
+            return self._status(EnclsLeaf.EADD, self._pageinfo, epc_pa)
+
+    def eextend(self, secs_pa: int, addr: int) -> int:
+        """``__eextend``: measure the 256 bytes at EPC address ``addr``."""
+        with self._lock:
+            return self._status(EnclsLeaf.EEXTEND, secs_pa, addr)
+
+    def einit(self, sigstruct: bytes, secs_pa: int, lepubkeyhash: bytes) -> int:
+        """``sgx_update_lepubkeyhash`` then ``__einit`` with a zeroed token, on one vCPU
+        without a break between them (the kernel disables preemption)."""
+        with self._lock:
+            for i in range(4):
+                self._msrs.wrmsr(Msr.IA32_SGXLEPUBKEYHASH0 + i,
+                                 int.from_bytes(lepubkeyhash[8 * i:8 * i + 8], "little"))
+            self._memory.write(self._sigstruct, sigstruct)
+            self._memory.write(self._sigstruct + _TOKEN_OFFSET, bytes(EINITTOKEN.SIZE))
+            return self._status(EnclsLeaf.EINIT, self._sigstruct, secs_pa,
+                                self._sigstruct + _TOKEN_OFFSET)
+
+    def eremove(self, epc_pa: int) -> int:
+        """``__eremove``."""
+        with self._lock:
+            return self._status(EnclsLeaf.EREMOVE, 0, epc_pa)
+
+    def epa(self, epc_pa: int) -> int:
+        """``__epa``: make the page a version array (RBX = PT_VA)."""
+        with self._lock:
+            return self._status(EnclsLeaf.EPA, int(PageType.PT_VA), epc_pa)
+
+    def eaug(self, secs_pa: int, addr: int, epc_pa: int) -> int:
+        """``__eaug``: a pending page at enclave address ``addr`` (no contents, no SECINFO)."""
+        with self._lock:
+            self._stage(PAGEINFO(linaddr=addr, secs=secs_pa))
+            return self._status(EnclsLeaf.EAUG, self._pageinfo, epc_pa)
+
+    def emodpr(self, secinfo_flags: int, epc_pa: int) -> int:
+        """``__emodpr``: restrict the page's EPCM permissions to those in ``secinfo_flags``."""
+        with self._lock:
+            self._memory.write(self._secinfo, SECINFO(secinfo_flags).to_bytes())
+            return self._status(EnclsLeaf.EMODPR, self._secinfo, epc_pa)
+
+    def emodt(self, secinfo_flags: int, epc_pa: int) -> int:
+        """``__emodt``: change the page's type to the one in ``secinfo_flags``."""
+        with self._lock:
+            self._memory.write(self._secinfo, SECINFO(secinfo_flags).to_bytes())
+            return self._status(EnclsLeaf.EMODT, self._secinfo, epc_pa)
+
+    def etrack(self, secs_pa: int) -> int:
+        """``__etrack``."""
+        with self._lock:
+            return self._status(EnclsLeaf.ETRACK, 0, secs_pa)
+
+    def edbgrd(self, addr: int) -> tuple[int, int]:
+        """``__edbgrd``: (status, the 8 bytes at EPC address ``addr`` as an integer)."""
+        with self._lock:
+            result = self._leaf(EnclsLeaf.EDBGRD, 0, addr)
+        if isinstance(result, int):
+            return result, 0
+        return int(result.status.code), result.rbx or 0
+
+    def edbgwr(self, addr: int, value: int) -> int:
+        """``__edbgwr``: store the 8 bytes ``value`` at EPC address ``addr``."""
+        with self._lock:
+            return self._status(EnclsLeaf.EDBGWR, value, addr)

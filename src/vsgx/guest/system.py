@@ -1,0 +1,100 @@
+"""The running guest operating system: what it found at boot (:class:`GuestKernel`) and the
+kernel services its processes use — physical memory, the EPC allocator, the ENCLS wrappers,
+the SGX device nodes — and :meth:`GuestOS.spawn`, which starts a process.
+
+``/dev/sgx_enclave`` and ``/dev/sgx_provision`` exist when boot registered them
+(:attr:`GuestKernel.devices`). ``/dev/sgx_vepc`` would need VMX, which vsgx's vCPUs do not
+have, so the guest never registers it and this model has no driver for it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Protocol
+
+from vsgx.cpu.processor import SgxProcessor
+from vsgx.guest.boot import GuestKernel, GuestPlatform
+from vsgx.guest.encls import Encls
+from vsgx.guest.epc import EpcAllocator
+from vsgx.guest.memory import GuestRamView, PhysicalMemory
+from vsgx.guest.numa import NumaMemblk
+from vsgx.guest.process import Process
+from vsgx.guest.sgx import GuestEpcSection
+from vsgx.guest.sgx_driver import SgxDriverConfig, SgxEnclaveDevice, SgxProvisionDevice
+from vsgx.guest.vfs import FileOperations
+
+SGX_ENCLAVE = "/dev/sgx_enclave"
+SGX_PROVISION = "/dev/sgx_provision"
+
+
+class GuestMachine(GuestPlatform, Protocol):
+    """The machine a guest OS runs on: what boot reads, plus guest RAM and the SGX processor
+    (None without EPC)."""
+
+    @property
+    def ram(self) -> GuestRamView: ...
+
+    @property
+    def processor(self) -> SgxProcessor | None: ...
+
+
+class GuestOS:
+    """vsgx's running Linux guest. The boot facts of :class:`GuestKernel` are available as
+    attributes of the same names."""
+
+    def __init__(self, kernel: GuestKernel, machine: GuestMachine) -> None:
+        self.kernel = kernel
+        self.memory = PhysicalMemory(machine.ram, [(s.phys_addr, s.size)
+                                                   for s in kernel.epc_sections])
+        self.epc: EpcAllocator | None = None
+        """The EPC page allocator (None when the guest set up no EPC)."""
+        self._devices: dict[str, FileOperations] = {}
+        processor = machine.processor
+        if processor is not None and kernel.epc_sections:
+            self.epc = EpcAllocator(kernel.epc_sections, Encls(processor, self.memory))
+            drivers: dict[str, FileOperations] = {
+                SGX_ENCLAVE: SgxEnclaveDevice(self.epc, SgxDriverConfig.from_cpuid(
+                    machine.cpuid)),
+                SGX_PROVISION: SgxProvisionDevice(),
+            }
+            self._devices = {name: drivers[name] for name in kernel.devices if name in drivers}
+        self._pids = itertools.count(1)
+
+    # -- boot facts ---------------------------------------------------------------------------
+
+    @property
+    def dmesg(self) -> tuple[str, ...]:
+        return self.kernel.dmesg
+
+    @property
+    def cpuinfo_flags(self) -> tuple[str, ...]:
+        return self.kernel.cpuinfo_flags
+
+    @property
+    def sgx(self) -> bool:
+        return self.kernel.sgx
+
+    @property
+    def sgx_lc(self) -> bool:
+        return self.kernel.sgx_lc
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return self.kernel.devices
+
+    @property
+    def epc_sections(self) -> tuple[GuestEpcSection, ...]:
+        return self.kernel.epc_sections
+
+    @property
+    def numa_memory(self) -> tuple[NumaMemblk, ...]:
+        return self.kernel.numa_memory
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def spawn(self, *, node: int = 0) -> Process:
+        """A new process (an empty address space, no open files) running on NUMA ``node``."""
+        if node < 0:
+            raise ValueError(f"NUMA node {node} does not exist")
+        return Process(next(self._pids), self.memory, self._devices, node)
+
