@@ -188,17 +188,6 @@ def test_eaug_needs_an_initialized_enclave(builder: EnclaveBuilder) -> None:
     assert builder.enclave.page_array.keys().isdisjoint({BASE + 0x8000})
 
 
-def test_eaug_without_epc(vm: vsgx.Machine, builder: EnclaveBuilder) -> None:
-    builder.build().map_standard()
-    epc = vm.guest.epc
-    assert epc is not None
-    held = [epc.alloc(None, reclaim=True, node=0) for _ in range(epc.nr_free_pages)]
-    assert not builder.proc.mm.handle_fault(BASE + 0x9000, write=True)
-    for page in held:
-        epc.free(page)
-    assert builder.proc.mm.handle_fault(BASE + 0x9000, write=True)
-
-
 def test_no_eaug_without_sgx2() -> None:
     with machine(cpu="host,-sgx2") as vm:
         builder = EnclaveBuilder(User(vm.guest.spawn())).build()

@@ -4,8 +4,11 @@ leaf, executed on vCPU 0 of the virtual processor.
 Linux never hands user memory to ENCLS: the driver copies SECS, SECINFO, page contents and
 SIGSTRUCT into kernel memory first and passes kernel addresses. These wrappers do the same:
 each stages its operands in a few kernel pages of guest RAM (PAGEINFO and SECINFO, a source
-page, SIGSTRUCT with its token) and runs the leaf with their physical addresses. The
-reclaimer's operands (PCMD, backing pages) will join them when EWB/ELDU are used.
+page, SIGSTRUCT with its token, a PCMD) and runs the leaf with their physical addresses;
+ELDU thus reads the encrypted page and PCMD the reclaimer kept in the enclave's backing store
+(:mod:`vsgx.guest.backing`, kernel memory outside guest RAM) from those pages. EWB runs as the
+reclaimer's batch through :func:`vsgx.cpu.ewb_pages`, the leaf sequence with its memory
+operands returned by value, which the reclaimer stores into the backing store.
 
 Return values follow ``encls.h``: 0 on success, the SGX error code when the leaf reports one,
 or :data:`ENCLS_FAULT_FLAG` ORed with the vector when the leaf faulted
@@ -15,14 +18,17 @@ or :data:`ENCLS_FAULT_FLAG` ORed with the vector when the leaf faulted
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from vsgx.arch import EINITTOKEN, PAGEINFO, SECINFO, EnclsLeaf, Msr, PageType
+from vsgx.cpu.encls_paging import BatchFault, EvictedPage, ewb_pages
 from vsgx.cpu.fault import SgxFault
 from vsgx.cpu.processor import LeafResult, SgxProcessor
 from vsgx.guest.memory import PhysicalMemory
 
 ENCLS_FAULT_FLAG = 0x4000_0000
 _SECINFO_OFFSET = 64
+_PCMD_OFFSET = 128
 _TOKEN_OFFSET = 2048
 """Where SGX_IOC_ENCLAVE_INIT puts the zeroed launch token: half a page after SIGSTRUCT."""
 
@@ -47,6 +53,7 @@ class Encls:
         self._msrs = processor.lps[0].msrs
         self._pageinfo = memory.alloc_page()
         self._secinfo = self._pageinfo + _SECINFO_OFFSET
+        self._pcmd = self._pageinfo + _PCMD_OFFSET
         self._contents = memory.alloc_page()
         self._sigstruct = memory.alloc_page()
 
@@ -132,6 +139,38 @@ class Encls:
         """``__etrack``."""
         with self._lock:
             return self._status(EnclsLeaf.ETRACK, 0, secs_pa)
+
+    def eblock(self, epc_pa: int) -> int:
+        """``__eblock``."""
+        with self._lock:
+            return self._status(EnclsLeaf.EBLOCK, 0, epc_pa)
+
+    def ewb(self, epc_pas: Sequence[int], slot_pas: Sequence[int]) -> list[EvictedPage | int]:
+        """``__ewb`` of each EPC page ``epc_pas[k]`` into the VA slot ``slot_pas[k]``, in order:
+        per page what EWB produced (a page it did not write out has an empty ``ciphertext``
+        and its status says why), or ENCLS_FAULT_FLAG with the vector for a page whose leaf
+        faulted; the pages after a faulting one still run."""
+        results: list[EvictedPage | int] = []
+        with self._lock:
+            while len(results) < len(epc_pas):
+                k = len(results)
+                try:
+                    results += ewb_pages(self.processor, epc_pas[k:], slot_pas[k:])
+                except BatchFault as fault:
+                    results += fault.done
+                    results.append(ENCLS_FAULT_FLAG | int(fault.vector))
+        return results
+
+    def eldu(self, epc_pa: int, slot_pa: int, secs_pa: int, addr: int, pcmd: bytes,
+             contents: bytes) -> int:
+        """``__eldu`` of the encrypted page ``contents`` with its 128-byte ``pcmd`` into EPC page
+        ``epc_pa``, checked against the version in VA slot ``slot_pa``; ``secs_pa`` and
+        ``addr`` are PAGEINFO.SECS and PAGEINFO.LINADDR (0 for a SECS)."""
+        with self._lock:
+            self._memory.write(self._pcmd, pcmd)
+            self._stage(PAGEINFO(linaddr=addr, srcpge=self._contents, secinfo=self._pcmd,
+                                 secs=secs_pa), contents=contents)
+            return self._status(EnclsLeaf.ELDU, self._pageinfo, epc_pa, slot_pa)
 
     def edbgrd(self, addr: int) -> tuple[int, int]:
         """``__edbgrd``: (status, the 8 bytes at EPC address ``addr`` as an integer)."""

@@ -1,6 +1,7 @@
 """The guest kernel's EPC page allocator (``arch/x86/kernel/cpu/sgx/main.c``:
 ``sgx_alloc_epc_page``, ``__sgx_alloc_epc_page``, ``sgx_free_epc_page``; ``encl.c``:
-``sgx_encl_free_epc_page``, ``sgx_alloc_va_page``).
+``sgx_encl_free_epc_page``, ``sgx_alloc_va_page``) and its reclaimer
+(:class:`~vsgx.guest.reclaim.Reclaimer`, :attr:`EpcAllocator.reclaimer`).
 
 Free pages live on one list per NUMA node, filled at boot in address order from the EPC
 sections the driver set up (the sanitizing EREMOVE ``ksgxd`` runs first has nothing to do on
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from vsgx.arch import PAGE_SIZE
 from vsgx.guest.encls import Encls
+from vsgx.guest.reclaim import SGX_NR_LOW_PAGES, Reclaimer
 from vsgx.guest.sgx import GuestEpcSection
 from vsgx.guest.uapi import Errno, syscall_error
 
@@ -46,11 +48,35 @@ class EpcAllocator:
         self.total_pages = sum(len(pages) for pages in self._free.values())
         self.nr_free_pages = self.total_pages
         """``sgx_nr_free_pages``."""
+        self.reclaimer = Reclaimer(self)
 
     def alloc(self, owner: object | None, *, reclaim: bool, node: int) -> EpcPage:
         """``sgx_alloc_epc_page``: a free page for ``owner``, from ``node`` (the caller's)
-        first. When none is free, Linux reclaims pages (``reclaim``) or fails with EBUSY so
-        the caller retries; see :meth:`_out_of_pages`."""
+        first. When none is free: ENOMEM if no page is reclaimable, EBUSY if the caller may not
+        reclaim (it holds an enclave lock; it retries once :meth:`Reclaimer.ksgxd` has run),
+        else reclaim a batch (``sgx_reclaim_pages``) and try again — EBUSY if a batch frees
+        nothing, where Linux would keep trying. Leaving fewer than SGX_NR_LOW_PAGES free wakes
+        ``ksgxd``, which a caller that may reclaim runs before returning."""
+        try:
+            page = self._alloc(owner, reclaim, node)
+        finally:
+            if self.nr_free_pages < SGX_NR_LOW_PAGES:
+                self.reclaimer.wake()
+        if reclaim:
+            self.reclaimer.ksgxd()
+        return page
+
+    def _alloc(self, owner: object | None, reclaim: bool, node: int) -> EpcPage:
+        """The loop of ``sgx_alloc_epc_page``."""
+        while (page := self._take(owner, node)) is None:
+            if not self.reclaimer.nr_reclaimable:
+                raise syscall_error(Errno.ENOMEM)
+            if not reclaim or not self.reclaimer.reclaim_pages():
+                raise syscall_error(Errno.EBUSY)
+        return page
+
+    def _take(self, owner: object | None, node: int) -> EpcPage | None:
+        """``__sgx_alloc_epc_page``: the head of the first non-empty list, or None."""
         with self._lock:
             for nid in self._search_order(node):
                 pages = self._free[nid]
@@ -59,28 +85,19 @@ class EpcAllocator:
                     page.owner = owner
                     self.nr_free_pages -= 1
                     return page
-        raise self._out_of_pages(reclaim)
+        return None
 
     def _search_order(self, node: int) -> list[int]:
-        """``__sgx_alloc_epc_page``: the caller's node if it has EPC, then the others in
-        ``next_node_in`` order."""
+        """The caller's node if it has EPC, then the others in ``next_node_in`` order."""
         later = [n for n in self._nodes if n > node]
         earlier = [n for n in self._nodes if n < node]
         own = [node] if node in self._free else []
         return own + later + earlier
 
-    @staticmethod
-    def _out_of_pages(reclaim: bool) -> OSError:
-        """The error when no EPC page is free. Linux would run ``sgx_reclaim_pages`` (EWB of
-        the least recently used enclave pages) when ``reclaim`` is set, or return EBUSY to make
-        a page fault retry; reclaim is not implemented in vsgx's guest yet, so every enclave
-        page stays resident and an exhausted EPC is ENOMEM, as Linux reports it when nothing
-        is reclaimable."""
-        return syscall_error(Errno.ENOMEM)
-
     def free(self, page: EpcPage) -> None:
         """``sgx_free_epc_page``: back to the tail of its node's list (the caller has made the
-        page invalid)."""
+        page invalid), off the reclaimer's list (Linux's callers unmark it first)."""
+        self.reclaimer.unmark_page_reclaimable(page)
         with self._lock:
             page.owner = None
             self._free[page.node].append(page)

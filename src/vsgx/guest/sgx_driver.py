@@ -267,6 +267,7 @@ class SgxEnclaveDevice(FileOperations):
                 encl.shrink(va_page)
                 self.epc.encl_free(epc_page)
                 raise
+            self.epc.reclaimer.mark_page_reclaimable(epc_page, encl)
 
     # -- SGX_IOC_ENCLAVE_INIT -----------------------------------------------------------------
 
