@@ -56,6 +56,9 @@ class Epcm:
     was blocked (EBLOCK) or had its permissions or type changed (EMODPR/EMODT), which EWB and
     EACCEPT compare against ETRACK (SDM 38.5.x "tracking").
 
+    ``generation`` counts changes to the entries, so a cache of access-control decisions
+    (the execution engine's translations) can tell when it is stale.
+
     A reverse map from (owner, linear address) to page serves the "honest OS" address
     translation the ``vsgx isa`` runner uses. The EPCM itself does not forbid two pages of one
     enclave at the same address (EAUG twice); the newest is mapped and the others wait in
@@ -73,6 +76,7 @@ class Epcm:
         self.by_address: dict[tuple[int, int], int] = {}
         self._shadowed: dict[tuple[int, int], list[int]] = {}
         self.valid_count = 0
+        self.generation = 0
 
     # -- single entries ----------------------------------------------------------------------
 
@@ -93,6 +97,7 @@ class Epcm:
         self.owner[i] = owner
         self.linaddr[i] = linaddr
         self.valid_count += 1
+        self.generation += 1
         if page_type in CHILD_TYPES:
             self._map(owner, linaddr, i)
 
@@ -106,9 +111,11 @@ class Epcm:
     def set_bits(self, i: int, bits: int) -> None:
         """Replace the permission/state bits of a valid entry (VALID is kept)."""
         self.flags[i] = VALID | (bits & (SECINFO_BITS | BLOCKED))
+        self.generation += 1
 
     def set_type(self, i: int, page_type: PageType) -> None:
         self.pt[i] = int(page_type)
+        self.generation += 1
 
     def invalidate(self, i: int) -> None:
         if not self.flags.item(i) & VALID:
@@ -119,6 +126,7 @@ class Epcm:
         self.owner[i] = 0
         self.linaddr[i] = 0
         self.valid_count -= 1
+        self.generation += 1
 
     def _unmap(self, key: tuple[int, int], i: int) -> None:
         """Drop entry ``i`` from the reverse map; a page it shadowed is mapped again."""
@@ -155,6 +163,7 @@ class Epcm:
         self.owner[idx] = owner
         self.linaddr[idx] = linaddr
         self.valid_count += len(idx)
+        self.generation += 1
         types = np.broadcast_to(np.asarray(page_type), idx.shape)
         owners = np.broadcast_to(np.asarray(owner), idx.shape)
         mapped = np.isin(types, _CHILD_TYPE_LIST)
@@ -172,3 +181,4 @@ class Epcm:
         self.owner[idx] = 0
         self.linaddr[idx] = 0
         self.valid_count -= len(idx)
+        self.generation += 1

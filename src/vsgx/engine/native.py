@@ -1,0 +1,253 @@
+"""The engine's only contact with Unicorn: one x86-64 ``uc_engine`` driven through raw ctypes.
+
+The Python binding's ``Uc`` wraps every call and every hook in several layers of Python; on
+the paths the engine takes for each enclave transition (a hook for ENCLU, a TLB fill, a
+register batch) those layers cost more than the work. :class:`Unicorn` therefore calls the
+library the binding loaded directly: the frequent calls through function pointers without
+ctypes argument conversion (every argument is already a ctypes object), the rest through the
+binding's prototypes. ``uc_emu_start`` is a foreign call, so ctypes releases the GIL while
+guest code runs: engines on different host threads execute in parallel.
+
+Unicorn facts the engine relies on (checked against 2.1.4, the pinned minimum):
+
+* ``UC_TLB_VIRTUAL`` + ``UC_HOOK_TLB_FILL``: the hook runs on TLB misses only, with the
+  page-aligned virtual address and the access type (``UC_MEM_READ``/``WRITE``/``FETCH``), and
+  fills one entry (``uc_tlb_entry``: physical page, ``UC_PROT_*``). The engine never returns
+  False: at the end of every run Unicorn looks up the code page of ``until - 1`` (to discard
+  the translation block there), and a refused fill at that point unwinds into a finished
+  ``cpu_exec``.
+* An access (data or fetch) that reaches an unmapped *physical* address calls
+  ``UC_HOOK_MEM_*_UNMAPPED`` with that physical address and, when the hook returns False,
+  stops with a precise guest state (RIP at the faulting instruction). That is how the engine
+  faults, and learns the exact faulting linear address.
+* ``UC_HOOK_INSN_INVALID`` runs for every #UD (ENCLU, ENCLS, UD2, ...) with RIP at the
+  instruction; the hook's return value is honoured since 2.1.4. Writing RIP from a hook makes
+  Unicorn leave the current translation block and continue at the new RIP.
+* ``UC_CTL_TLB_FLUSH`` empties the TLB, not the translation-block cache.
+* ``count`` is implemented with an instruction hook Unicorn installs at the start of the
+  first counted run (and removes, flushing its translations, at the next uncounted run); code
+  translated before it was installed does not count, so the engine flushes the translations
+  when counting starts.
+* At the end of every run Unicorn discards the translation block that ends at ``until``, so
+  the code before ``until`` is translated again by the next run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from unicorn import unicorn_const as uc
+from unicorn import x86_const as x86
+from unicorn.unicorn_py3.arch.intel import HOOK_INSN_CPUID_CFUNC, HOOK_INSN_SYSCALL_CFUNC
+from unicorn.unicorn_py3.arch.types import uc_engine, uc_hook_h
+from unicorn.unicorn_py3.unicorn import (
+    HOOK_INSN_INVALID_CFUNC,
+    HOOK_INTR_CFUNC,
+    HOOK_MEM_INVALID_CFUNC,
+    MMIO_READ_CFUNC,
+    MMIO_WRITE_CFUNC,
+    uclib,
+)
+
+READ = uc.UC_MEM_READ
+WRITE = uc.UC_MEM_WRITE
+FETCH = uc.UC_MEM_FETCH
+"""Access types a TLB fill reports."""
+
+ERR_OK = uc.UC_ERR_OK
+
+GPR_IDS = (
+    x86.UC_X86_REG_RAX, x86.UC_X86_REG_RBX, x86.UC_X86_REG_RCX, x86.UC_X86_REG_RDX,
+    x86.UC_X86_REG_RSI, x86.UC_X86_REG_RDI, x86.UC_X86_REG_RBP, x86.UC_X86_REG_RSP,
+    x86.UC_X86_REG_R8, x86.UC_X86_REG_R9, x86.UC_X86_REG_R10, x86.UC_X86_REG_R11,
+    x86.UC_X86_REG_R12, x86.UC_X86_REG_R13, x86.UC_X86_REG_R14, x86.UC_X86_REG_R15,
+    x86.UC_X86_REG_RIP, x86.UC_X86_REG_RFLAGS, x86.UC_X86_REG_FS_BASE, x86.UC_X86_REG_GS_BASE,
+)
+"""The register file the engine moves in one batch, in :mod:`vsgx.engine.registers` order."""
+_SSE_IDS = (*(x86.UC_X86_REG_XMM0 + i for i in range(16)), x86.UC_X86_REG_MXCSR)
+SSE_SIZE = 16 * 16 + 4
+"""XMM0-15 then MXCSR, as :meth:`Unicorn.read_sse` returns them."""
+
+RegisterArray = ctypes.Array[ctypes.c_uint64]
+PointerArray = ctypes.Array[ctypes.c_void_p]
+
+_TLB_ENTRY = struct.Struct("<QI")
+"""``uc_tlb_entry``: the physical page, then the ``UC_PROT_*`` permissions."""
+
+TLB_FILL_CFUNC = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_uint64,
+                                  ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+"""``UC_HOOK_TLB_FILL`` with the entry as a plain address (see :func:`tlb_entry`)."""
+TlbFill = Callable[[int, int, int, int, Any], bool]
+"""``(handle, virtual page, access type, entry address, user data) -> handled``."""
+InvalidHook = Callable[[int, Any], bool]
+"""``(handle, user data) -> handled``: the raw ``UC_HOOK_INSN_INVALID`` signature."""
+
+
+def tlb_entry(paddr: int, perms: int) -> bytes:
+    """The bytes a TLB fill copies to its entry address (``ctypes.memmove(entry, it, 12)``)."""
+    return _TLB_ENTRY.pack(paddr, perms)
+
+
+def register_array() -> RegisterArray:
+    """A buffer holding one value per :data:`GPR_IDS` register."""
+    return (ctypes.c_uint64 * len(GPR_IDS))()
+
+
+def pointers(buffer: ctypes.Array[Any], stride: int, count: int) -> PointerArray:
+    """``count`` pointers into ``buffer``, ``stride`` bytes apart (a batch call's ``vals``)."""
+    base = ctypes.addressof(buffer)
+    return (ctypes.c_void_p * count)(*(base + stride * i for i in range(count)))
+
+
+class UnicornError(RuntimeError):
+    """Unicorn refused a setup call (mapping, hook); the message has its error string."""
+
+
+def error_name(status: int) -> str:
+    """Unicorn's text for an error status."""
+    return str(uclib.uc_strerror(status).decode())
+
+
+def _check(status: int, what: str) -> None:
+    if status != ERR_OK:
+        raise UnicornError(f"{what}: {error_name(status)}")
+
+
+_raw = ctypes.CDLL(uclib._name)
+"""The same library, with function pointers free of argument conversion."""
+_raw.uc_reg_read_batch.restype = ctypes.c_int
+_raw.uc_reg_write_batch.restype = ctypes.c_int
+_raw.uc_ctl.restype = ctypes.c_int
+_raw.uc_emu_stop.restype = ctypes.c_int
+
+
+class Unicorn:
+    """One Unicorn x86-64 instance with a virtual TLB, and the engine's calls into it."""
+
+    def __init__(self) -> None:
+        handle = uc_engine()
+        _check(uclib.uc_open(uc.UC_ARCH_X86, uc.UC_MODE_64, ctypes.byref(handle)), "uc_open")
+        self.handle = handle
+        self._keep: list[Any] = []
+        _check(uclib.uc_ctl(handle, (uc.UC_CTL_IO_WRITE << 30) | (1 << 26) | uc.UC_CTL_TLB_TYPE,
+                            ctypes.c_uint(uc.UC_TLB_VIRTUAL)), "selecting the virtual TLB")
+        self._flush_code = ctypes.c_int((uc.UC_CTL_IO_WRITE << 30) | uc.UC_CTL_TLB_FLUSH)
+        self._ids = (ctypes.c_int * len(GPR_IDS))(*GPR_IDS)
+        self._sse = (ctypes.c_uint8 * (17 * 16))()
+        self._sse_ids = (ctypes.c_int * len(_SSE_IDS))(*_SSE_IDS)
+        self._sse_ptrs = pointers(self._sse, 16, len(_SSE_IDS))
+        # Bound once: attribute lookups on the hot paths cost as much as the calls.
+        self._start = uclib.uc_emu_start
+        self._stop = _raw.uc_emu_stop
+        self._ctl = _raw.uc_ctl
+        self._read_batch = _raw.uc_reg_read_batch
+        self._write_batch = _raw.uc_reg_write_batch
+
+    def close(self) -> None:
+        if self.handle.value:
+            uclib.uc_close(self.handle)
+            self.handle = uc_engine()
+            self._keep.clear()
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def map_memory(self, base: int, memory: mmap.mmap) -> None:
+        """Map ``memory`` at guest-physical ``base`` without copying. The ctypes view taken
+        here pins the mapping (``mmap.close`` refuses while it lives)."""
+        pin = ctypes.c_char.from_buffer(memory)
+        self._keep.append(pin)
+        _check(uclib.uc_mem_map_ptr(self.handle, base, len(memory), uc.UC_PROT_ALL,
+                                    ctypes.addressof(pin)),
+               f"mapping {len(memory):#x} bytes at {base:#x}")
+
+    def map_mmio(self, base: int, size: int, read: Callable[[int, int], int],
+                 write: Callable[[int, int, int], None]) -> None:
+        """An MMIO range: ``read(offset, size) -> value``, ``write(offset, size, value)``."""
+        rcb = MMIO_READ_CFUNC(lambda _h, off, n, _u: read(off, n))
+        wcb = MMIO_WRITE_CFUNC(lambda _h, off, n, value, _u: write(off, n, value))
+        self._keep += [rcb, wcb]
+        _check(uclib.uc_mmio_map(self.handle, base, size, ctypes.cast(rcb, ctypes.c_void_p),
+                                 None, ctypes.cast(wcb, ctypes.c_void_p), None),
+               f"mapping MMIO at {base:#x}")
+
+    def _hook(self, kind: int, callback: Any, *extra: Any) -> None:
+        handle = uc_hook_h()
+        self._keep.append(callback)
+        _check(uclib.uc_hook_add(self.handle, ctypes.byref(handle), kind,
+                                 ctypes.cast(callback, ctypes.c_void_p), None,
+                                 ctypes.c_uint64(1), ctypes.c_uint64(0), *extra),
+               f"adding hook {kind:#x}")
+
+    def hook_tlb_fill(self, fill: TlbFill) -> None:
+        self._hook(uc.UC_HOOK_TLB_FILL, TLB_FILL_CFUNC(fill))
+
+    def hook_unmapped(self, unmapped: Callable[[int], None]) -> None:
+        """``unmapped(physical address)``: an access (data or instruction fetch) reached no
+        memory; the run stops there."""
+        def cb(_h: int, _access: int, address: int, _size: int, _v: int, _u: Any) -> bool:
+            unmapped(address)
+            return False
+        self._hook(uc.UC_HOOK_MEM_UNMAPPED, HOOK_MEM_INVALID_CFUNC(cb))
+
+    def hook_invalid(self, hook: InvalidHook) -> None:
+        self._hook(uc.UC_HOOK_INSN_INVALID, HOOK_INSN_INVALID_CFUNC(hook))
+
+    def hook_interrupt(self, hook: Callable[[int], None]) -> None:
+        self._hook(uc.UC_HOOK_INTR, HOOK_INTR_CFUNC(lambda _h, intno, _u: hook(intno)))
+
+    def hook_cpuid(self, hook: Callable[[], bool]) -> None:
+        """``hook() -> skip``: True = the hook answered (or refused) the CPUID."""
+        self._hook(uc.UC_HOOK_INSN, HOOK_INSN_CPUID_CFUNC(lambda _h, _u: int(hook())),
+                   ctypes.c_int(x86.UC_X86_INS_CPUID))
+
+    def hook_syscall(self, syscall: Callable[[], None], sysenter: Callable[[], None]) -> None:
+        self._hook(uc.UC_HOOK_INSN, HOOK_INSN_SYSCALL_CFUNC(lambda _h, _u: syscall()),
+                   ctypes.c_int(x86.UC_X86_INS_SYSCALL))
+        self._hook(uc.UC_HOOK_INSN, HOOK_INSN_SYSCALL_CFUNC(lambda _h, _u: sysenter()),
+                   ctypes.c_int(x86.UC_X86_INS_SYSENTER))
+
+    # -- hot paths ----------------------------------------------------------------------------
+
+    def start(self, begin: int, until: int, timeout_us: int, count: int) -> int:
+        """``uc_emu_start``; returns Unicorn's status (the GIL is released meanwhile)."""
+        return int(self._start(self.handle, begin, until, timeout_us, count))
+
+    def stop(self) -> None:
+        self._stop(self.handle)
+
+    def timed_out(self) -> bool:
+        """The last run ended because its timeout expired."""
+        result = ctypes.c_size_t()
+        _check(uclib.uc_query(self.handle, uc.UC_QUERY_TIMEOUT, ctypes.byref(result)),
+               "uc_query")
+        return bool(result.value)
+
+    def flush_tlb(self) -> None:
+        self._ctl(self.handle, self._flush_code)
+
+    def flush_translations(self) -> None:
+        """Drop every translated block (so that a newly added hook sees all code)."""
+        self._ctl(self.handle, ctypes.c_int((uc.UC_CTL_IO_WRITE << 30) | uc.UC_CTL_TB_FLUSH))
+
+    def load_registers(self, into: PointerArray, count: int = len(GPR_IDS)) -> None:
+        """Read the first ``count`` registers of :data:`GPR_IDS` through ``into`` (pointers
+        into a :func:`register_array`) in one batch."""
+        self._read_batch(self.handle, self._ids, into, count)
+
+    def store_registers(self, source: PointerArray, count: int = len(GPR_IDS)) -> None:
+        """Write the first ``count`` registers (4: RAX, RBX, RCX, RDX, leaving RIP alone)."""
+        self._write_batch(self.handle, self._ids, source, count)
+
+    def read_sse(self) -> bytes:
+        """XMM0-15 (16 bytes each, little-endian) followed by MXCSR (4 bytes)."""
+        self._read_batch(self.handle, self._sse_ids, self._sse_ptrs, len(_SSE_IDS))
+        return bytes(self._sse)[:SSE_SIZE]
+
+    def write_sse(self, state: bytes) -> None:
+        """The inverse of :meth:`read_sse`."""
+        ctypes.memmove(self._sse, state, SSE_SIZE)
+        self._write_batch(self.handle, self._sse_ids, self._sse_ptrs, len(_SSE_IDS))
