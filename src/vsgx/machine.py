@@ -32,4 +32,11 @@ class Machine(VirtualMachine):
         return self._guest
 
     def boot_guest(self) -> None:
+        if self._guest is not None:  # a reset: the old kernel and its processes are gone
+            self._guest.shutdown()
         self._guest = GuestOS(boot(self), self)
+
+    def close(self) -> None:
+        if self._guest is not None:
+            self._guest.shutdown()
+        super().close()

@@ -15,10 +15,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from vsgx.arch import PAGE_SIZE
+from vsgx.arch import PAGE_SIZE, Vector
 from vsgx.guest.memory import PhysicalMemory
 from vsgx.guest.mm import AddressSpace
 from vsgx.guest.uapi import MAP_ANONYMOUS, Errno, syscall_error
+from vsgx.guest.vdso import VDSO_BASE, GuestFault, UserHandler, VcpuPool, VdsoSgx
 from vsgx.guest.vfs import File, FileOperations
 
 _U64 = (1 << 64) - 1
@@ -34,13 +35,41 @@ class Process:
     """
 
     def __init__(self, pid: int, memory: PhysicalMemory, devices: Mapping[str, FileOperations],
-                 node: int = 0) -> None:
+                 node: int = 0, *, cpus: VcpuPool | None = None) -> None:
         self.pid = pid
         self.node = node
         self._mm = AddressSpace(memory, node)
         self._devices = devices
         self._files: dict[int, File] = {}
         self._lock = threading.Lock()
+        self._cpus = cpus
+        self._vdso: VdsoSgx | None = None
+
+    # -- the vDSO -----------------------------------------------------------------------------
+
+    def vdso_sgx_enter_enclave(self, rdi: int, rsi: int, rdx: int, function: int, r8: int,
+                               r9: int, run: int) -> int:
+        """``__vdso_sgx_enter_enclave`` with ``run`` the user address of a ``struct
+        sgx_enclave_run`` (see :mod:`vsgx.guest.vdso`). The calling host thread runs on one of
+        the machine's vCPUs for the length of the call."""
+        return self._sgx_vdso().enter(rdi & _U64, rsi & _U64, rdx & _U64, function & _U32,
+                                      r8 & _U64, r9 & _U64, run & _U64)
+
+    def register_user_handler(self, handler: UserHandler) -> int:
+        """Register a Python callable as an ``sgx_enclave_run.user_handler``; returns the
+        value to store in ``run->user_handler``."""
+        return self._sgx_vdso().register_handler(handler)
+
+    def _sgx_vdso(self) -> VdsoSgx:
+        """The vDSO's SGX page, mapped the first time the process uses it (Linux maps the
+        vDSO at exec; mapping it late keeps the address space exactly as the process built
+        it until then)."""
+        if self._cpus is None:  # no SGX processor: ENCLU is #UD, the process gets SIGILL
+            raise GuestFault(int(Vector.UD), 0, 0, VDSO_BASE)
+        with self._lock:
+            if self._vdso is None:
+                self._vdso = VdsoSgx(self, self._cpus)
+            return self._vdso
 
     @property
     def mm(self) -> AddressSpace:

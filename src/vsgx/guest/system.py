@@ -13,6 +13,7 @@ import itertools
 from typing import Protocol
 
 from vsgx.cpu.processor import SgxProcessor
+from vsgx.engine import Vcpu
 from vsgx.guest.boot import GuestKernel, GuestPlatform
 from vsgx.guest.encls import Encls
 from vsgx.guest.epc import EpcAllocator
@@ -21,6 +22,7 @@ from vsgx.guest.numa import NumaMemblk
 from vsgx.guest.process import Process
 from vsgx.guest.sgx import GuestEpcSection
 from vsgx.guest.sgx_driver import SgxDriverConfig, SgxEnclaveDevice, SgxProvisionDevice
+from vsgx.guest.vdso import VcpuPool
 from vsgx.guest.vfs import FileOperations
 
 SGX_ENCLAVE = "/dev/sgx_enclave"
@@ -59,6 +61,11 @@ class GuestOS:
             }
             self._devices = {name: drivers[name] for name in kernel.devices if name in drivers}
         self._pids = itertools.count(1)
+        self.cpus: VcpuPool | None = None
+        """The vCPUs processes run their enclaves on (None without an SGX processor)."""
+        if processor is not None:
+            regions, cpuid = machine.ram.regions(), machine.cpuid
+            self.cpus = VcpuPool(machine.cpus, lambda lp: Vcpu(processor, lp, regions, cpuid))
 
     # -- boot facts ---------------------------------------------------------------------------
 
@@ -96,5 +103,10 @@ class GuestOS:
         """A new process (an empty address space, no open files) running on NUMA ``node``."""
         if node < 0:
             raise ValueError(f"NUMA node {node} does not exist")
-        return Process(next(self._pids), self.memory, self._devices, node)
+        return Process(next(self._pids), self.memory, self._devices, node, cpus=self.cpus)
+
+    def shutdown(self) -> None:
+        """Release the vCPUs' execution engines (the machine is going away)."""
+        if self.cpus is not None:
+            self.cpus.close()
 

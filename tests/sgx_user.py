@@ -2,8 +2,8 @@
 process with a scratch buffer for ioctl arguments, and an enclave builder that drives
 ``/dev/sgx_enclave`` and computes the expected MRENCLAVE independently of the driver.
 
-Test modules import this file directly (``from sgx_user import ...``); fixtures live in the
-directory's ``conftest.py``.
+Test modules import this file directly (``from sgx_user import ...``); the guest fixtures live in
+``tests/guest/conftest.py``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,221 @@
+"""``__vdso_sgx_enter_enclave``: how a guest process enters its enclaves, with Linux's
+semantics (``arch/x86/entry/vdso/vdso64/vsgx.S``, ``arch/x86/include/uapi/asm/sgx.h``).
+
+Every process gets a vDSO page holding one ``ENCLU`` instruction: the AEP. The vDSO call loads
+RAX (the leaf: EENTER or ERESUME), RBX (``run->tcs``) and RCX (the AEP), passes RDI, RSI, RDX,
+R8 and R9 through, and runs the vCPU from the AEP; the enclave's EEXIT lands right after the
+ENCLU, an asynchronous exit lands on the ENCLU itself (so resuming is running it again with
+RAX = ERESUME, which the AEX synthetic state already holds). Between the two, the guest
+kernel's page-fault handler (``sgx_vma_fault``: ELDU, EAUG, PTE set-up) serves the faults it
+can, transparently; any other exception is written into ``struct sgx_enclave_run``
+(``fixup_vdso_exception``) and the call returns 0, or calls the ``user_handler``.
+
+A ``user_handler`` is a Python callable registered with :meth:`VdsoSgx.register_handler`,
+which returns the "address" to put in ``run->user_handler``; it is called as
+``handler(rdi, rsi, rdx, untrusted_rsp, r8, r9, run)`` and a result > 0 is the next ENCLU leaf.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+from vsgx.arch import PAGE_SIZE, EncluLeaf, Pfec, Vector
+from vsgx.engine import ExitReason, Registers, Vcpu
+from vsgx.guest.mm import AddressSpace
+from vsgx.guest.uapi import MAP_ANONYMOUS, MAP_PRIVATE, PROT_EXEC, PROT_READ, PROT_WRITE
+
+ENCLU = b"\x0f\x01\xd7"
+UD2 = b"\x0f\x0b"
+VDSO_BASE = 0x7FFF_F7FF_E000
+"""Where the vDSO page sits (below the default ``mmap_base``; vsgx has no ASLR)."""
+STACK_SIZE = 64 << 10
+
+RUN_SIZE = 256
+_RUN = struct.Struct("<QIHHQQQ")
+"""``struct sgx_enclave_run``: tcs, function, exception_vector, exception_error_code,
+exception_addr, user_handler, user_data; then 216 reserved bytes."""
+EINVAL = 22
+
+UserHandler = Callable[[int, int, int, int, int, int, int], int]
+
+
+class GuestFault(Exception):
+    """Code outside the vDSO's ENCLU faulted (an enclave that EEXITed to a bad address, for
+    instance): on Linux the process would get a signal. ``vector``, ``error_code`` and
+    ``address`` describe the exception; ``rip`` is where it happened."""
+
+    def __init__(self, vector: int, error_code: int, address: int, rip: int) -> None:
+        super().__init__(f"exception {vector} (error code {error_code:#x}, address "
+                         f"{address:#x}) at {rip:#x} outside the vDSO: the process would get "
+                         "a signal")
+        self.vector, self.error_code, self.address, self.rip = vector, error_code, address, rip
+
+
+class ProcessMemory(Protocol):
+    """What the vDSO needs of its process."""
+
+    @property
+    def mm(self) -> AddressSpace: ...
+
+    def mmap(self, addr: int, length: int, prot: int, flags: int, fd: int = -1,
+             offset: int = 0) -> int: ...
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None: ...
+
+    def read_memory(self, addr: int, n: int) -> bytes: ...
+
+    def write_memory(self, addr: int, data: bytes) -> int: ...
+
+
+class VcpuPool:
+    """The machine's logical processors, each with its engine :class:`Vcpu`, lent to one host
+    thread at a time for the length of a vDSO call (a thread blocks while all are busy).
+    ``factory(lp)`` creates the Vcpu of logical processor ``lp`` the first time it is used."""
+
+    def __init__(self, count: int, factory: Callable[[int], Vcpu]) -> None:
+        self._factory = factory
+        self._vcpus: dict[int, Vcpu] = {}
+        self._free = list(range(count))
+        self._cond = threading.Condition()
+        self._seen: dict[int, tuple[int, int]] = {}
+
+    @contextmanager
+    def acquire(self) -> Iterator[Vcpu]:
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._free))
+            lp = self._free.pop(0)
+            vcpu = self._vcpus.get(lp)
+            if vcpu is None:
+                vcpu = self._vcpus[lp] = self._factory(lp)
+        try:
+            yield vcpu
+        finally:
+            with self._cond:
+                self._free.append(lp)
+                self._cond.notify()
+
+    def sync(self, vcpu: Vcpu, mm: AddressSpace) -> None:
+        """Flush ``vcpu``'s TLB when ``mm``'s page tables changed since it last ran there (a
+        CR3 write on real hardware flushes it on every switch; here only when needed)."""
+        mark = (id(mm), mm.generation)
+        if self._seen.get(vcpu.lp) != mark:
+            vcpu.flush_tlb()
+            self._seen[vcpu.lp] = mark
+
+    def close(self) -> None:
+        with self._cond:
+            for vcpu in self._vcpus.values():
+                vcpu.close()
+            self._vcpus.clear()
+
+
+@dataclass
+class _Run:
+    tcs: int
+    function: int
+    user_handler: int
+
+
+class VdsoSgx:
+    """The SGX part of one process's vDSO."""
+
+    def __init__(self, process: ProcessMemory, cpus: VcpuPool) -> None:
+        self._process = process
+        self._cpus = cpus
+        self._handlers: dict[int, UserHandler] = {}
+        self._stacks: dict[int, int] = {}
+        self._lock = threading.Lock()
+        base = process.mmap(VDSO_BASE, PAGE_SIZE, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS)  # a hint: never over a user mapping
+        process.write_memory(base, ENCLU + UD2)
+        process.mprotect(base, PAGE_SIZE, PROT_READ | PROT_EXEC)
+        self.aep = base
+        """The ENCLU instruction every AEX returns to."""
+
+    def register_handler(self, handler: UserHandler) -> int:
+        """Make ``handler`` callable as a ``run->user_handler``; returns the value to store."""
+        with self._lock:
+            token = self.aep + PAGE_SIZE + 16 * (len(self._handlers) + 1)
+            self._handlers[token] = handler
+        return token
+
+    def _stack(self) -> int:
+        """The calling host thread's user stack in the process (its top)."""
+        ident = threading.get_ident()
+        with self._lock:
+            top = self._stacks.get(ident)
+        if top is None:
+            base = self._process.mmap(0, STACK_SIZE, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS)
+            top = base + STACK_SIZE
+            with self._lock:
+                self._stacks[ident] = top
+        return top
+
+    def enter(self, rdi: int, rsi: int, rdx: int, function: int, r8: int, r9: int,
+              run: int) -> int:
+        """``__vdso_sgx_enter_enclave(rdi, rsi, rdx, function, r8, r9, run)``: returns 0 (or
+        a handler's result <= 0), or -EINVAL for a bad ``function`` or non-zero reserved
+        bytes; an unreadable ``run`` is an OSError(EFAULT) as the vDSO's load would fault."""
+        raw = self._process.read_memory(run, RUN_SIZE)
+        tcs, _, _, _, _, handler, _ = _RUN.unpack_from(raw)
+        if function not in (EncluLeaf.EENTER, EncluLeaf.ERESUME) or any(raw[_RUN.size:]):
+            return -EINVAL
+        regs = Registers(rax=function, rbx=tcs, rcx=self.aep, rdx=rdx, rsi=rsi, rdi=rdi,
+                         r8=r8, r9=r9, rip=self.aep, rsp=self._stack() - 8)
+        with self._cpus.acquire() as vcpu:
+            return self._loop(vcpu, regs, _Run(tcs, function, handler), run)
+
+    def _loop(self, vcpu: Vcpu, regs: Registers, state: _Run, run: int) -> int:
+        mm = self._process.mm
+        while True:
+            self._cpus.sync(vcpu, mm)
+            done = vcpu.run(mm, regs, stop_at=self.aep + len(ENCLU))
+            if done.reason is ExitReason.INTERRUPT:
+                continue  # the interrupt was served; an AEX left RIP at the AEP (ERESUME)
+            if done.reason is ExitReason.STOP:
+                self._store(run, struct.pack("<I", EncluLeaf.EEXIT), 8)
+            elif done.reason is ExitReason.EXCEPTION and self._kernel_fixes(done.vector,
+                                                                             done.error_code,
+                                                                             done.address):
+                continue
+            elif done.reason is ExitReason.EXCEPTION and regs.rip == self.aep:
+                # fixup_vdso_exception: the leaf that faulted (3 after an AEX, 2 when EENTER
+                # itself faulted) and the exception, for the caller.
+                self._store(run, struct.pack("<IHHQ", regs.rax & 0xFFFF_FFFF, done.vector,
+                                             done.error_code & 0xFFFF, done.address), 8)
+            else:
+                raise GuestFault(done.vector, done.error_code, done.address, regs.rip)
+            if not state.user_handler:
+                return 0
+            result = self._call_handler(state.user_handler, regs, run)
+            if result <= 0:
+                return result
+            regs.rax, regs.rbx, regs.rcx, regs.rip = result, self._tcs(run), self.aep, self.aep
+
+    def _kernel_fixes(self, vector: int, error_code: int, address: int) -> bool:
+        """The page-fault handler resolves not-present and protection faults on the
+        process's own mappings (loading an evicted enclave page, EAUG); an EPCM fault
+        (PFEC.SGX) is never its business (``sgx_vma_fault`` is not called for it)."""
+        if vector != Vector.PF or error_code & Pfec.SGX:
+            return False
+        return self._process.mm.handle_fault(address, write=bool(error_code & Pfec.W),
+                                             exec=bool(error_code & Pfec.I))
+
+    def _call_handler(self, token: int, regs: Registers, run: int) -> int:
+        handler = self._handlers.get(token)
+        if handler is None:
+            raise GuestFault(int(Vector.PF), int(Pfec.U | Pfec.I), token, token)
+        return handler(regs.rdi, regs.rsi, regs.rdx, regs.rsp, regs.r8, regs.r9, run)
+
+    def _tcs(self, run: int) -> int:
+        tcs: int = _RUN.unpack_from(self._process.read_memory(run, _RUN.size))[0]
+        return tcs
+
+    def _store(self, run: int, data: bytes, offset: int) -> None:
+        self._process.write_memory(run + offset, data)

@@ -1,0 +1,270 @@
+"""Hand-assembled enclaves built through ``/dev/sgx_enclave`` and entered through the vDSO
+(``process.vdso_sgx_enter_enclave``), end to end on a booted machine: no compiler needed.
+
+Each code fragment is machine code with its assembly alongside. An enclave built by
+``EnclaveBuilder.standard()`` has its TCS at offset 0 (OSSA 0x1000, OENTRY 0x2000), an SSA page
+at 0x1000, code at 0x2000 (RX), a RW data page at 0x3000 and a read-only page at 0x4000; on
+EENTER RBX holds the TCS address, i.e. the enclave base.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sgx_user import REG_R, REG_RW, EnclaveBuilder, User, machine, tcs_page
+
+import vsgx
+from vsgx.arch import PAGE_SIZE
+from vsgx.guest import (
+    PROT_EXEC,
+    PROT_READ,
+    PROT_WRITE,
+    SGX_SECINFO_R,
+    SGX_SECINFO_REG,
+    SGX_SECINFO_TCS,
+    SGX_SECINFO_X,
+)
+from vsgx.guest.vdso import RUN_SIZE
+
+REG_RX = SGX_SECINFO_REG | SGX_SECINFO_R | SGX_SECINFO_X
+EENTER, ERESUME, EEXIT = 2, 3, 4
+
+EXIT_TO_RCX = bytes.fromhex(
+    "4889cb"        # mov rbx, rcx        ; EEXIT target: the instruction after the vDSO ENCLU
+    "b804000000"    # mov eax, 4          ; EEXIT
+    "0f01d7")       # enclu
+SUM = bytes.fromhex(
+    "4889f8"        # mov rax, rdi
+    "4801f0"        # add rax, rsi
+    "4889c2"        # mov rdx, rax        ; the result goes back in RDX
+    ) + EXIT_TO_RCX
+STORE_TO_READ_ONLY = bytes.fromhex(
+    "8a8300400000"    # mov al, [rbx+0x4000]        ; the read-only page: faulted in, present
+    "c683004000002a"  # mov byte [rbx+0x4000], 42   ; and not writable
+    ) + EXIT_TO_RCX
+LOAD_AND_STORE = bytes.fromhex(
+    "488b9300300000"  # mov rdx, [rbx+0x3000]       ; read the data page
+    "4889b300300000"  # mov [rbx+0x3000], rsi       ; write RSI there
+    ) + EXIT_TO_RCX
+
+
+def code_page(code: bytes) -> bytes:
+    return code + b"\xcc" * (PAGE_SIZE - len(code))
+
+
+@pytest.fixture
+def vm() -> Iterator[vsgx.Machine]:
+    with machine() as vm:
+        yield vm
+
+
+def build(vm: vsgx.Machine, code: bytes) -> tuple[User, EnclaveBuilder]:
+    user = User(vm.guest.spawn())
+    b = EnclaveBuilder(user).open().create()
+    b.add(0, tcs_page(), SGX_SECINFO_TCS)
+    b.add(0x1000, None, REG_RW)
+    b.add(0x2000, code_page(code), REG_RX)
+    b.add(0x3000, struct.pack("<Q", 0x1122334455667788) * 512, REG_RW)
+    b.add(0x4000, None, REG_R)
+    b.init()
+    b.map_standard()
+    return user, b
+
+
+def map_code_and_data(b: EnclaveBuilder) -> None:
+    """Map ELRANGE with the code page at 0x2000 read/execute and everything else RW."""
+    rw = PROT_READ | PROT_WRITE
+    b.map(rw, offset=0, length=0x2000)
+    b.map(PROT_READ | PROT_EXEC, offset=0x2000, length=PAGE_SIZE)
+    b.map(rw, offset=0x3000, length=b.size - 0x3000)
+
+
+class Run:
+    """A ``struct sgx_enclave_run`` in the process's memory."""
+
+    def __init__(self, user: User, tcs: int, handler: int = 0) -> None:
+        self.user = user
+        self.addr = user.put(struct.pack("<QIHHQQQ", tcs, 0, 0, 0, 0, handler, 0)
+                             + bytes(RUN_SIZE - 40))
+
+    def fields(self) -> tuple[int, int, int, int]:
+        _, function, vector, error, addr = struct.unpack_from(
+            "<QIHHQ", self.user.proc.read_memory(self.addr, 24))
+        return function, vector, error, addr
+
+
+def test_ecall_returns_through_eexit_with_registers(vm: vsgx.Machine) -> None:
+    user, b = build(vm, SUM)
+    seen: list[int] = []
+
+    def handler(rdi: int, rsi: int, rdx: int, rsp: int, r8: int, r9: int, run: int) -> int:
+        seen.append(rdx)
+        return 0
+
+    run = Run(user, b.base, user.proc.register_user_handler(handler))
+    assert user.proc.vdso_sgx_enter_enclave(40, 2, 0, EENTER, 0, 0, run.addr) == 0
+    assert seen == [42]
+    assert run.fields()[0] == EEXIT
+
+
+def test_enclave_memory_is_read_and_written_inside(vm: vsgx.Machine) -> None:
+    user, b = build(vm, LOAD_AND_STORE)
+    got: list[int] = []
+    handler = user.proc.register_user_handler(
+        lambda rdi, rsi, rdx, rsp, r8, r9, run: got.append(rdx) or 0)
+    run = Run(user, b.base, handler)
+    user.proc.vdso_sgx_enter_enclave(0, 0xABCD, 0, EENTER, 0, 0, run.addr)
+    user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr)
+    assert got == [0x1122334455667788, 0xABCD]
+    # a DEBUG enclave's memory, read from outside through EDBGRD
+    assert user.proc.read_memory(b.base + 0x3000, 8) == struct.pack("<Q", 0)
+
+
+def test_a_write_to_a_read_only_page_faults_into_the_run_struct(vm: vsgx.Machine) -> None:
+    user, b = build(vm, STORE_TO_READ_ONLY)
+    run = Run(user, b.base)
+    assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr) == 0
+    function, vector, error, addr = run.fields()
+    assert (function, vector) == (ERESUME, 14)  # an AEX: ERESUME is the leaf to run next
+    assert error & 0x7 == 0x7  # present, write, user
+    assert addr & ~0xFFF == b.base + 0x4000
+
+
+def test_bad_run_structs_are_einval(vm: vsgx.Machine) -> None:
+    user, b = build(vm, SUM)
+    run = Run(user, b.base)
+    assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, 5, 0, 0, run.addr) == -22
+    user.proc.write_memory(run.addr + 100, b"\x01")
+    assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr) == -22
+    with pytest.raises(OSError):
+        user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, 0x1000)
+
+
+
+
+EACCEPT_NEW_PAGE = bytes.fromhex(
+    "4989cc"          # mov r12, rcx               ; keep the return address
+    "488d8b00500000"  # lea rcx, [rbx+0x5000]      ; a page the enclave never had
+    "488d9b00300000"  # lea rbx, [rbx+0x3000]      ; SECINFO (REG, RW, PENDING) at 0x3000
+    "b805000000"      # mov eax, 5                 ; EACCEPT: the access faults, the kernel
+    "0f01d7"          # enclu                      ;   EAUGs the page, ERESUME retries
+    "4889c2"          # mov rdx, rax               ; EACCEPT's status
+    "c6012a"          # mov byte [rcx], 42         ; the accepted page is writable
+    "4c89e3"          # mov rbx, r12
+    "b804000000"      # mov eax, 4                 ; EEXIT
+    "0f01d7")         # enclu
+
+
+def test_eaug_on_fault_then_eaccept(vm: vsgx.Machine) -> None:
+    secinfo = struct.pack("<Q", (2 << 8) | 0x8 | 0x3).ljust(PAGE_SIZE, b"\0")
+    user = User(vm.guest.spawn())
+    b = EnclaveBuilder(user).open().create()
+    b.add(0, tcs_page(), SGX_SECINFO_TCS)
+    b.add(0x1000, None, REG_RW)
+    b.add(0x2000, code_page(EACCEPT_NEW_PAGE), REG_RX)
+    b.add(0x3000, secinfo, REG_RW)
+    b.add(0x4000, None, REG_R)
+    b.init()
+    b.map_standard()
+    status: list[int] = []
+    handler = user.proc.register_user_handler(
+        lambda rdi, rsi, rdx, rsp, r8, r9, run: status.append(rdx) or 0)
+    run = Run(user, b.base, handler)
+    assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr) == 0
+    assert run.fields() == (EEXIT, 0, 0, 0)
+    assert status == [0]
+    assert user.proc.read_memory(b.base + 0x5000, 1) == b"\x2a"
+
+
+def test_a_pte_fault_fixed_by_mprotect_then_eresume(vm: vsgx.Machine) -> None:
+    user, b = build(vm, LOAD_AND_STORE)
+    b.map(PROT_READ, offset=0x3000, length=PAGE_SIZE)  # the PTE allows reads only
+    got: list[int] = []
+    handler = user.proc.register_user_handler(
+        lambda rdi, rsi, rdx, rsp, r8, r9, run: got.append(rdx) or 0)
+    run = Run(user, b.base, handler)
+    assert user.proc.vdso_sgx_enter_enclave(0, 7, 0, EENTER, 0, 0, run.addr) == 0
+    function, vector, error, addr = run.fields()
+    assert (function, vector, error & 0x8007) == (ERESUME, 14, 0x7)
+    assert addr == b.base + 0x3000
+    user.proc.mprotect(b.base + 0x3000, PAGE_SIZE, PROT_READ | PROT_WRITE)
+    got.clear()
+    assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, ERESUME, 0, 0, run.addr) == 0
+    assert run.fields()[0] == EEXIT
+    assert got == [0x1122334455667788]  # the resumed store completed and the ECALL returned
+    assert user.proc.read_memory(b.base + 0x3000, 8) == struct.pack("<Q", 7)
+
+
+def test_two_threads_in_two_tcss() -> None:
+    args = ["-machine", "q35", "-m", "1G", "-smp", "2", "-cpu", "host", "-object",
+            "memory-backend-epc,id=e0,size=8M", "-M", "sgx-epc.0.memdev=e0,sgx-epc.0.node=0"]
+    with machine(args) as vm:
+        user = User(vm.guest.spawn())
+        b = EnclaveBuilder(user).open().create()
+        b.add(0, tcs_page(), SGX_SECINFO_TCS)
+        b.add(0x1000, None, REG_RW)
+        b.add(0x2000, code_page(SUM), REG_RX)
+        b.add(0x3000, None, REG_RW)
+        b.add(0x4000, None, REG_RW)
+        b.add(0x5000, tcs_page(ossa=0x6000), SGX_SECINFO_TCS)
+        b.add(0x6000, None, REG_RW)
+        b.init()
+        map_code_and_data(b)
+        results: dict[int, list[int]] = {0: [], 1: []}
+        errors: list[BaseException] = []
+
+        def worker(k: int) -> None:
+            try:
+                handler = user.proc.register_user_handler(
+                    lambda rdi, rsi, rdx, rsp, r8, r9, run: results[k].append(rdx) or 0)
+                run = Run(user, b.base + 0x5000 * k, handler)
+                for i in range(200):
+                    user.proc.vdso_sgx_enter_enclave(i, k, 0, EENTER, 0, 0, run.addr)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors
+        assert results == {k: [i + k for i in range(200)] for k in (0, 1)}
+
+
+SUM_OF_PAGES = bytes.fromhex(
+    "4989cc"          # mov r12, rcx
+    "488db300000100"  # lea rsi, [rbx+0x10000]    ; 512 data pages from offset 0x10000
+    "31c0"            # xor eax, eax
+    "b900020000"      # mov ecx, 512
+    "480306"          # loop: add rax, [rsi]      ; each page faults in (ELDU) when evicted
+    "4881c600100000"  # add rsi, 0x1000
+    "ffc9"            # dec ecx
+    "75f2"            # jnz loop
+    "4889c2"          # mov rdx, rax
+    "4c89e3"          # mov rbx, r12
+    "b804000000"      # mov eax, 4                ; EEXIT
+    "0f01d7")         # enclu
+
+
+def test_an_enclave_bigger_than_the_epc_runs() -> None:
+    args = ["-machine", "q35", "-m", "1G", "-cpu", "host", "-object",
+            "memory-backend-epc,id=e0,size=1M", "-M", "sgx-epc.0.memdev=e0,sgx-epc.0.node=0"]
+    with machine(args) as vm:
+        user = User(vm.guest.spawn())
+        b = EnclaveBuilder(user, size=4 << 20).open().create()
+        b.add(0, tcs_page(), SGX_SECINFO_TCS)
+        b.add(0x1000, None, REG_RW)
+        b.add(0x2000, code_page(SUM_OF_PAGES), REG_RX)
+        b.add(0x10000, struct.pack("<Q", 3).ljust(PAGE_SIZE, b"\0"), REG_RW, count=512)
+        b.init()  # 515 pages built through a 256-page EPC: ADD_PAGES reclaimed as it went
+        map_code_and_data(b)
+        got: list[int] = []
+        handler = user.proc.register_user_handler(
+            lambda rdi, rsi, rdx, rsp, r8, r9, run: got.append(rdx) or 0)
+        run = Run(user, b.base, handler)
+        assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr) == 0
+        assert run.fields()[0] == EEXIT and got == [3 * 512]
