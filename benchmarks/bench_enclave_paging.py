@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 
-from sgx_user import REG_RW, EnclaveBuilder, User, machine, tcs_page  # noqa: E402
-from test_vdso_enclave import (  # noqa: E402
+from sgx_user import REG_RW, EnclaveBuilder, User, machine, tcs_page
+from test_vdso_enclave import (
     EENTER,
     REG_RX,
     SUM_OF_PAGES,
@@ -35,8 +35,8 @@ from test_vdso_enclave import (  # noqa: E402
     map_code_and_data,
 )
 
-from vsgx.arch import PAGE_SIZE  # noqa: E402
-from vsgx.guest import SGX_SECINFO_TCS  # noqa: E402
+from vsgx.arch import PAGE_SIZE
+from vsgx.guest import SGX_SECINFO_TCS
 
 PAGES = 512
 REPEATS = 3
