@@ -268,3 +268,71 @@ def test_an_enclave_bigger_than_the_epc_runs() -> None:
         run = Run(user, b.base, handler)
         assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr) == 0
         assert run.fields()[0] == EEXIT and got == [3 * 512]
+
+
+ACCEPT_THEN_STORE = bytes.fromhex(
+    "4989cc"          # mov r12, rcx
+    "4989dd"          # mov r13, rbx               ; enclave base
+    "488d8b00300000"  # lea rcx, [rbx+0x3000]      ; the page whose permissions changed
+    "488d9b00400000"  # lea rbx, [rbx+0x4000]      ; SECINFO at 0x4000
+    "b805000000"      # mov eax, 5                 ; EACCEPT
+    "0f01d7"          # enclu
+    "4889c2"          # mov rdx, rax               ; EACCEPT's status
+    "49c785003000002a000000"  # mov qword [r13+0x3000], 42
+    "4c89e3"          # mov rbx, r12
+    "b804000000"      # mov eax, 4                 ; EEXIT
+    "0f01d7")         # enclu
+
+
+def _sgx2_enclave(vm: vsgx.Machine, secinfo_flags: int) -> tuple[User, EnclaveBuilder]:
+    user = User(vm.guest.spawn())
+    b = EnclaveBuilder(user).open().create()
+    b.add(0, tcs_page(), SGX_SECINFO_TCS)
+    b.add(0x1000, None, REG_RW)
+    b.add(0x2000, code_page(ACCEPT_THEN_STORE), REG_RX)
+    b.add(0x3000, None, REG_RW)
+    b.add(0x4000, struct.pack("<Q", secinfo_flags).ljust(PAGE_SIZE, b"\0"), REG_RW)
+    b.init()
+    map_code_and_data(b)
+    return user, b
+
+
+def test_restrict_permissions_then_eaccept(vm: vsgx.Machine) -> None:
+    from vsgx.guest import SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS, SgxEnclaveRestrictPermissions
+
+    user, b = _sgx2_enclave(vm, (2 << 8) | 0x20 | SGX_SECINFO_R)  # REG, PR, R
+    done = user.ioctl(b.fd, SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS, SgxEnclaveRestrictPermissions(
+        offset=0x3000, length=PAGE_SIZE, permissions=SGX_SECINFO_R))
+    assert (done.result, done.count) == (0, PAGE_SIZE)
+    run = Run(user, b.base)
+    assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr) == 0
+    function, vector, error, _ = run.fields()
+    # EACCEPT succeeded; the store to the now read-only page is an EPCM fault
+    assert (function, vector, error) == (ERESUME, 14, 0x8007)
+    assert user.proc.read_memory(b.base + 0x3000, 8) == bytes(8)
+
+
+def test_trim_eaccept_and_remove(vm: vsgx.Machine) -> None:
+    from vsgx.guest import (
+        SGX_IOC_ENCLAVE_MODIFY_TYPES,
+        SGX_IOC_ENCLAVE_REMOVE_PAGES,
+        SgxEnclaveModifyTypes,
+        SgxEnclaveRemovePages,
+    )
+
+    user, b = _sgx2_enclave(vm, (4 << 8) | 0x10)  # TRIM, MODIFIED
+    early = user.errno(b.fd, SGX_IOC_ENCLAVE_REMOVE_PAGES,
+                       SgxEnclaveRemovePages(offset=0x3000, length=PAGE_SIZE))
+    assert early == 1  # EPERM: not a trimmed page yet
+    user.ioctl(b.fd, SGX_IOC_ENCLAVE_MODIFY_TYPES, SgxEnclaveModifyTypes(
+        offset=0x3000, length=PAGE_SIZE, page_type=4))
+    assert user.errno(b.fd, SGX_IOC_ENCLAVE_REMOVE_PAGES,
+                      SgxEnclaveRemovePages(offset=0x3000, length=PAGE_SIZE)) == 1  # not accepted
+    run = Run(user, b.base)
+    user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr)
+    function, vector, error, _ = run.fields()
+    assert (function, vector, error) == (ERESUME, 14, 0x8007)  # a trimmed page is no data
+    assert b.base + 0x3000 in b.enclave.page_array
+    assert user.errno(b.fd, SGX_IOC_ENCLAVE_REMOVE_PAGES,
+                      SgxEnclaveRemovePages(offset=0x3000, length=PAGE_SIZE)) == 0
+    assert b.base + 0x3000 not in b.enclave.page_array
