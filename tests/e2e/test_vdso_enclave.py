@@ -336,3 +336,47 @@ def test_trim_eaccept_and_remove(vm: vsgx.Machine) -> None:
     assert user.errno(b.fd, SGX_IOC_ENCLAVE_REMOVE_PAGES,
                       SgxEnclaveRemovePages(offset=0x3000, length=PAGE_SIZE)) == 0
     assert b.base + 0x3000 not in b.enclave.page_array
+
+
+ACCEPT_ONLY = bytes.fromhex(
+    "4989cc"          # mov r12, rcx
+    "488d8b00300000"  # lea rcx, [rbx+0x3000]      ; the page becoming a TCS
+    "488d9b00400000"  # lea rbx, [rbx+0x4000]      ; SECINFO (TCS, MODIFIED) at 0x4000
+    "b805000000"      # mov eax, 5                 ; EACCEPT
+    "0f01d7"          # enclu
+    "4889c2"          # mov rdx, rax
+    "4c89e3"          # mov rbx, r12
+    "b804000000"      # mov eax, 4                 ; EEXIT
+    "0f01d7")         # enclu
+
+
+def test_a_tcs_created_at_run_time(vm: vsgx.Machine) -> None:
+    from vsgx.guest import SGX_IOC_ENCLAVE_MODIFY_TYPES, SgxEnclaveModifyTypes
+
+    user = User(vm.guest.spawn())
+    b = EnclaveBuilder(user).open().create()
+    b.add(0, tcs_page(), SGX_SECINFO_TCS)
+    b.add(0x1000, None, REG_RW)
+    b.add(0x2000, code_page(ACCEPT_ONLY), REG_RX)
+    b.add(0x3000, tcs_page(ossa=0x6000), REG_RW)  # TCS contents, still a regular page
+    b.add(0x4000, struct.pack("<Q", (1 << 8) | 0x10).ljust(PAGE_SIZE, b"\0"), REG_RW)
+    b.add(0x6000, None, REG_RW)  # the new TCS's SSA
+    b.init()
+    map_code_and_data(b)
+    statuses: list[int] = []
+    handler = user.proc.register_user_handler(
+        lambda rdi, rsi, rdx, rsp, r8, r9, run: statuses.append(rdx) or 0)
+    new_tcs = Run(user, b.base + 0x3000, handler)
+    assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, new_tcs.addr) == 0
+    assert new_tcs.fields()[:2] == (EENTER, 14)  # not a TCS yet: EENTER itself faults
+    statuses.clear()
+    user.ioctl(b.fd, SGX_IOC_ENCLAVE_MODIFY_TYPES, SgxEnclaveModifyTypes(
+        offset=0x3000, length=PAGE_SIZE, page_type=1))
+    first = Run(user, b.base, handler)
+    assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, first.addr) == 0
+    assert first.fields()[0] == EEXIT and statuses == [0]  # EACCEPT of the new TCS
+    new_tcs = Run(user, b.base + 0x3000, handler)
+    assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, new_tcs.addr) == 0
+    # Entered through the new TCS: the code ran with RBX = base + 0x3000, so its SECINFO
+    # pointer is base + 0x7000, a page the kernel EAUGs and EACCEPT then finds pending.
+    assert new_tcs.fields() == (ERESUME, 14, 0x8005, b.base + 0x7000)
