@@ -15,7 +15,6 @@ Run: ``python benchmarks/bench_enclave_paging.py``
 from __future__ import annotations
 
 import os
-import struct
 import sys
 import time
 from pathlib import Path
@@ -25,18 +24,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
 
-from sgx_user import REG_RW, EnclaveBuilder, User, machine, tcs_page
-from test_vdso_enclave import (
-    EENTER,
-    REG_RX,
-    SUM_OF_PAGES,
-    Run,
-    code_page,
-    map_code_and_data,
-)
+from sgx_user import machine
+from test_vdso_enclave import EENTER, Run, oversized_enclave
 
 from vsgx.arch import PAGE_SIZE
-from vsgx.guest import SGX_SECINFO_TCS
 
 PAGES = 512
 REPEATS = 3
@@ -47,14 +38,7 @@ ARGS = ["-machine", "q35", "-m", "1G", "-cpu", "host", "-object",
 def enclave_pass() -> float:
     """Seconds per page for one ECALL over all data pages (all of them start evicted)."""
     with machine(ARGS) as vm:
-        user = User(vm.guest.spawn())
-        b = EnclaveBuilder(user, size=4 << 20).open().create()
-        b.add(0, tcs_page(), SGX_SECINFO_TCS)
-        b.add(0x1000, None, REG_RW)
-        b.add(0x2000, code_page(SUM_OF_PAGES), REG_RX)
-        b.add(0x10000, struct.pack("<Q", 1).ljust(PAGE_SIZE, b"\0"), REG_RW, count=PAGES)
-        b.init()
-        map_code_and_data(b)
+        user, b = oversized_enclave(vm, 1)
         run = Run(user, b.base)
         user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr)  # warm the code
         t0 = time.perf_counter()

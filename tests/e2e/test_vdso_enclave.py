@@ -61,17 +61,41 @@ def vm() -> Iterator[vsgx.Machine]:
         yield vm
 
 
-def build(vm: vsgx.Machine, code: bytes) -> tuple[User, EnclaveBuilder]:
+Extra = tuple[int, bytes | None, int] | tuple[int, bytes | None, int, int]
+"""A page (or ``count`` pages) to add after the TCS, SSA and code: offset, data, SECINFO."""
+
+
+def enclave(vm: vsgx.Machine, code: bytes, *extra: Extra, size: int = 0x10000,
+            standard_map: bool = False) -> tuple[User, EnclaveBuilder]:
+    """A fresh process and an initialized, mapped enclave: TCS at 0 (SSA at 0x1000), ``code``
+    at 0x2000 (RX), then the ``extra`` pages. Mapped with ``map_standard`` or, by default,
+    code RX and the rest RW."""
     user = User(vm.guest.spawn())
-    b = EnclaveBuilder(user).open().create()
+    b = EnclaveBuilder(user, size=size).open().create()
     b.add(0, tcs_page(), SGX_SECINFO_TCS)
     b.add(0x1000, None, REG_RW)
     b.add(0x2000, code_page(code), REG_RX)
-    b.add(0x3000, struct.pack("<Q", 0x1122334455667788) * 512, REG_RW)
-    b.add(0x4000, None, REG_R)
+    for offset, data, secinfo, *count in extra:
+        b.add(offset, data, secinfo, count=count[0] if count else 1)
     b.init()
-    b.map_standard()
+    if standard_map:
+        b.map_standard()
+    else:
+        map_code_and_data(b)
     return user, b
+
+
+def build(vm: vsgx.Machine, code: bytes) -> tuple[User, EnclaveBuilder]:
+    """:func:`enclave` with a RW data page (a known quadword) at 0x3000 and a read-only page
+    at 0x4000, mapped as ``map_standard`` does."""
+    return enclave(vm, code, (0x3000, struct.pack("<Q", 0x1122334455667788) * 512, REG_RW),
+                   (0x4000, None, REG_R), standard_map=True)
+
+
+def collecting_rdx(user: User, into: list[int]) -> int:
+    """A user_handler that records RDX at every exit and returns 0."""
+    return user.proc.register_user_handler(
+        lambda rdi, rsi, rdx, rsp, r8, r9, run: into.append(rdx) or 0)
 
 
 def map_code_and_data(b: EnclaveBuilder) -> None:
@@ -160,19 +184,10 @@ EACCEPT_NEW_PAGE = bytes.fromhex(
 
 def test_eaug_on_fault_then_eaccept(vm: vsgx.Machine) -> None:
     secinfo = struct.pack("<Q", (2 << 8) | 0x8 | 0x3).ljust(PAGE_SIZE, b"\0")
-    user = User(vm.guest.spawn())
-    b = EnclaveBuilder(user).open().create()
-    b.add(0, tcs_page(), SGX_SECINFO_TCS)
-    b.add(0x1000, None, REG_RW)
-    b.add(0x2000, code_page(EACCEPT_NEW_PAGE), REG_RX)
-    b.add(0x3000, secinfo, REG_RW)
-    b.add(0x4000, None, REG_R)
-    b.init()
-    b.map_standard()
+    user, b = enclave(vm, EACCEPT_NEW_PAGE, (0x3000, secinfo, REG_RW), (0x4000, None, REG_R),
+                      standard_map=True)
     status: list[int] = []
-    handler = user.proc.register_user_handler(
-        lambda rdi, rsi, rdx, rsp, r8, r9, run: status.append(rdx) or 0)
-    run = Run(user, b.base, handler)
+    run = Run(user, b.base, collecting_rdx(user, status))
     assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr) == 0
     assert run.fields() == (EEXIT, 0, 0, 0)
     assert status == [0]
@@ -202,17 +217,8 @@ def test_two_threads_in_two_tcss() -> None:
     args = ["-machine", "q35", "-m", "1G", "-smp", "2", "-cpu", "host", "-object",
             "memory-backend-epc,id=e0,size=8M", "-M", "sgx-epc.0.memdev=e0,sgx-epc.0.node=0"]
     with machine(args) as vm:
-        user = User(vm.guest.spawn())
-        b = EnclaveBuilder(user).open().create()
-        b.add(0, tcs_page(), SGX_SECINFO_TCS)
-        b.add(0x1000, None, REG_RW)
-        b.add(0x2000, code_page(SUM), REG_RX)
-        b.add(0x3000, None, REG_RW)
-        b.add(0x4000, None, REG_RW)
-        b.add(0x5000, tcs_page(ossa=0x6000), SGX_SECINFO_TCS)
-        b.add(0x6000, None, REG_RW)
-        b.init()
-        map_code_and_data(b)
+        user, b = enclave(vm, SUM, (0x5000, tcs_page(ossa=0x6000), SGX_SECINFO_TCS),
+                          (0x6000, None, REG_RW))
         results: dict[int, list[int]] = {0: [], 1: []}
         errors: list[BaseException] = []
 
@@ -250,22 +256,21 @@ SUM_OF_PAGES = bytes.fromhex(
     "0f01d7")         # enclu
 
 
+def oversized_enclave(vm: vsgx.Machine, value: int) -> tuple[User, EnclaveBuilder]:
+    """A 4 MiB enclave running SUM_OF_PAGES over 512 data pages, each holding ``value``."""
+    return enclave(vm, SUM_OF_PAGES,
+                   (0x10000, struct.pack("<Q", value).ljust(PAGE_SIZE, b"\0"), REG_RW, 512),
+                   size=4 << 20)
+
+
 def test_an_enclave_bigger_than_the_epc_runs() -> None:
     args = ["-machine", "q35", "-m", "1G", "-cpu", "host", "-object",
             "memory-backend-epc,id=e0,size=1M", "-M", "sgx-epc.0.memdev=e0,sgx-epc.0.node=0"]
     with machine(args) as vm:
-        user = User(vm.guest.spawn())
-        b = EnclaveBuilder(user, size=4 << 20).open().create()
-        b.add(0, tcs_page(), SGX_SECINFO_TCS)
-        b.add(0x1000, None, REG_RW)
-        b.add(0x2000, code_page(SUM_OF_PAGES), REG_RX)
-        b.add(0x10000, struct.pack("<Q", 3).ljust(PAGE_SIZE, b"\0"), REG_RW, count=512)
-        b.init()  # 515 pages built through a 256-page EPC: ADD_PAGES reclaimed as it went
-        map_code_and_data(b)
+        # 515 pages built through a 256-page EPC: ADD_PAGES reclaims as it goes
+        user, b = oversized_enclave(vm, 3)
         got: list[int] = []
-        handler = user.proc.register_user_handler(
-            lambda rdi, rsi, rdx, rsp, r8, r9, run: got.append(rdx) or 0)
-        run = Run(user, b.base, handler)
+        run = Run(user, b.base, collecting_rdx(user, got))
         assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr) == 0
         assert run.fields()[0] == EEXIT and got == [3 * 512]
 
@@ -285,16 +290,8 @@ ACCEPT_THEN_STORE = bytes.fromhex(
 
 
 def _sgx2_enclave(vm: vsgx.Machine, secinfo_flags: int) -> tuple[User, EnclaveBuilder]:
-    user = User(vm.guest.spawn())
-    b = EnclaveBuilder(user).open().create()
-    b.add(0, tcs_page(), SGX_SECINFO_TCS)
-    b.add(0x1000, None, REG_RW)
-    b.add(0x2000, code_page(ACCEPT_THEN_STORE), REG_RX)
-    b.add(0x3000, None, REG_RW)
-    b.add(0x4000, struct.pack("<Q", secinfo_flags).ljust(PAGE_SIZE, b"\0"), REG_RW)
-    b.init()
-    map_code_and_data(b)
-    return user, b
+    return enclave(vm, ACCEPT_THEN_STORE, (0x3000, None, REG_RW),
+                   (0x4000, struct.pack("<Q", secinfo_flags).ljust(PAGE_SIZE, b"\0"), REG_RW))
 
 
 def test_restrict_permissions_then_eaccept(vm: vsgx.Machine) -> None:
@@ -353,19 +350,13 @@ ACCEPT_ONLY = bytes.fromhex(
 def test_a_tcs_created_at_run_time(vm: vsgx.Machine) -> None:
     from vsgx.guest import SGX_IOC_ENCLAVE_MODIFY_TYPES, SgxEnclaveModifyTypes
 
-    user = User(vm.guest.spawn())
-    b = EnclaveBuilder(user).open().create()
-    b.add(0, tcs_page(), SGX_SECINFO_TCS)
-    b.add(0x1000, None, REG_RW)
-    b.add(0x2000, code_page(ACCEPT_ONLY), REG_RX)
-    b.add(0x3000, tcs_page(ossa=0x6000), REG_RW)  # TCS contents, still a regular page
-    b.add(0x4000, struct.pack("<Q", (1 << 8) | 0x10).ljust(PAGE_SIZE, b"\0"), REG_RW)
-    b.add(0x6000, None, REG_RW)  # the new TCS's SSA
-    b.init()
-    map_code_and_data(b)
+    user, b = enclave(
+        vm, ACCEPT_ONLY,
+        (0x3000, tcs_page(ossa=0x6000), REG_RW),  # TCS contents, still a regular page
+        (0x4000, struct.pack("<Q", (1 << 8) | 0x10).ljust(PAGE_SIZE, b"\0"), REG_RW),
+        (0x6000, None, REG_RW))  # the new TCS's SSA
     statuses: list[int] = []
-    handler = user.proc.register_user_handler(
-        lambda rdi, rsi, rdx, rsp, r8, r9, run: statuses.append(rdx) or 0)
+    handler = collecting_rdx(user, statuses)
     new_tcs = Run(user, b.base + 0x3000, handler)
     assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, new_tcs.addr) == 0
     assert new_tcs.fields()[:2] == (EENTER, 14)  # not a TCS yet: EENTER itself faults
