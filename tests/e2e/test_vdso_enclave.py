@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -371,3 +372,44 @@ def test_a_tcs_created_at_run_time(vm: vsgx.Machine) -> None:
     # Entered through the new TCS: the code ran with RBX = base + 0x3000, so its SECINFO
     # pointer is base + 0x7000, a page the kernel EAUGs and EACCEPT then finds pending.
     assert new_tcs.fields() == (ERESUME, 14, 0x8005, b.base + 0x7000)
+
+
+SPIN_UNTIL_FLAG = bytes.fromhex(
+    "4989cc"          # mov r12, rcx
+    "31c0"            # xor eax, eax
+    "48ffc0"          # spin: inc rax
+    "49833800"        # cmp qword [r8], 0          ; a flag in untrusted memory
+    "74f7"            # je spin
+    "4889c2"          # mov rdx, rax               ; how many times it looked
+    "4c89e3"          # mov rbx, r12
+    "b804000000"      # mov eax, 4                 ; EEXIT
+    "0f01d7")         # enclu
+
+
+def test_reclaim_while_a_thread_is_inside_kicks_it_out_and_it_resumes() -> None:
+    args = ["-machine", "q35", "-m", "1G", "-smp", "2", "-cpu", "host", "-object",
+            "memory-backend-epc,id=e0,size=8M", "-M", "sgx-epc.0.memdev=e0,sgx-epc.0.node=0"]
+    with machine(args) as vm:
+        user, b = enclave(vm, SPIN_UNTIL_FLAG, (0x3000, None, REG_RW))
+        assert vm.processor is not None and vm.guest.epc is not None
+        got: list[int] = []
+        run = Run(user, b.base, collecting_rdx(user, got))
+        flag = user.put(bytes(8))
+        thread = threading.Thread(target=user.proc.vdso_sgx_enter_enclave,
+                                  args=(0, 0, 0, EENTER, flag, 0, run.addr))
+        thread.start()
+        secs = vm.processor.epc.index_of(b.enclave.secs_pa)
+        try:
+            while thread.is_alive() and not vm.processor.enclaves[secs].inside:
+                time.sleep(0.001)
+            assert thread.is_alive(), "the ECALL ended early"
+            time.sleep(0.05)  # past its first page faults (their handler holds the mm lock)
+            # EWB needs the spinning thread out of the enclave: the reclaimer kicks it (an
+            # interrupt, so an AEX), it resumes, faults its evicted pages back in, and spins on.
+            freed = vm.guest.epc.reclaimer.reclaim_pages()
+        finally:
+            user.proc.write_memory(flag, struct.pack("<Q", 1))
+            thread.join(timeout=60)
+        assert not thread.is_alive()
+        assert freed > 0
+        assert run.fields()[0] == EEXIT and len(got) == 1 and got[0] > 0

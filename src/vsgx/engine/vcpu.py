@@ -147,6 +147,7 @@ class Vcpu:
         self._trap: _Trap | None = None
         self._snapshot: bytes | None = None
         self._error: BaseException | None = None
+        self._kicked = False
         uc = self._uc
         uc.hook_tlb_fill(self._fill)
         uc.hook_unmapped(self._unmapped)
@@ -157,6 +158,13 @@ class Vcpu:
                         lambda: self._system_call(ExitReason.SYSENTER))
 
     # -- public --------------------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Deliver an interrupt to the running vCPU from another thread (an IPI): its run
+        ends with an INTERRUPT exit, after an AEX when it is in enclave mode. Without a run
+        in progress it does nothing (the caller retries while it still needs the exit)."""
+        self._kicked = True
+        self._uc.stop()
 
     @property
     def in_enclave(self) -> bool:
@@ -481,7 +489,9 @@ class Vcpu:
             rip = values[RIP]
             if rip == stop_at:
                 return STOPPED
-            if self._uc.timed_out() or (counted and self._code(rip - 1, 1) != _HLT):
+            kicked, self._kicked = self._kicked, False
+            if (self._uc.timed_out() or kicked
+                    or (counted and self._code(rip - 1, 1) != _HLT)):
                 trap = _Trap(ExitReason.INTERRUPT)
             else:
                 # Otherwise only HLT stops Unicorn silently (after an instruction budget ran

@@ -18,11 +18,12 @@ or :data:`ENCLS_FAULT_FLAG` ORed with the vector when the leaf faulted
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from vsgx.arch import EINITTOKEN, PAGEINFO, SECINFO, EnclsLeaf, Msr, PageType
 from vsgx.cpu.encls_paging import BatchFault, EvictedPage, ewb_pages
 from vsgx.cpu.fault import SgxFault
+from vsgx.cpu.msr import SgxMsrs
 from vsgx.cpu.processor import LeafResult, SgxProcessor
 from vsgx.guest.memory import PhysicalMemory
 
@@ -50,21 +51,38 @@ class Encls:
         self.processor = processor
         self._memory = memory
         self._lock = threading.Lock()
-        self._msrs = processor.lps[0].msrs
         self._pageinfo = memory.alloc_page()
         self._secinfo = self._pageinfo + _SECINFO_OFFSET
         self._pcmd = self._pageinfo + _PCMD_OFFSET
         self._contents = memory.alloc_page()
         self._sigstruct = memory.alloc_page()
 
-    def _leaf(self, leaf: EnclsLeaf, rbx: int = 0, rcx: int = 0, rdx: int = 0) -> LeafResult | int:
-        try:
-            return self.processor.encls(leaf, rbx, rcx, rdx, lp=0)
-        except SgxFault as fault:
-            return ENCLS_FAULT_FLAG | int(fault.vector)
+    def _kernel_lp(self) -> int:
+        """A logical processor not in enclave mode, for the kernel's ENCLS (the kernel runs
+        on a CPU no enclave thread occupies: those are out of the enclave by then). Call with
+        the processor's lock held, so that none can enter meanwhile."""
+        for proc in self.processor.lps:
+            if proc.enclave is None:
+                return proc.index
+        raise RuntimeError("every logical processor is in enclave mode; the guest kernel "
+                           "has no CPU to run ENCLS on")
 
-    def _status(self, leaf: EnclsLeaf, rbx: int = 0, rcx: int = 0, rdx: int = 0) -> int:
-        result = self._leaf(leaf, rbx, rcx, rdx)
+    def _leaf(self, leaf: EnclsLeaf, rbx: int = 0, rcx: int = 0, rdx: int = 0, *,
+              before: Callable[[SgxMsrs], None] | None = None) -> LeafResult | int:
+        """ENCLS[leaf] on a free logical processor; ``before`` runs on its MSRs first, on
+        the same processor without a break (the kernel disables preemption)."""
+        with self.processor.lock:
+            lp = self._kernel_lp()
+            if before is not None:
+                before(self.processor.lps[lp].msrs)
+            try:
+                return self.processor.encls(leaf, rbx, rcx, rdx, lp=lp)
+            except SgxFault as fault:
+                return ENCLS_FAULT_FLAG | int(fault.vector)
+
+    def _status(self, leaf: EnclsLeaf, rbx: int = 0, rcx: int = 0, rdx: int = 0, *,
+                before: Callable[[SgxMsrs], None] | None = None) -> int:
+        result = self._leaf(leaf, rbx, rcx, rdx, before=before)
         return result if isinstance(result, int) else int(result.status.code)
 
     def _stage(self, pageinfo: PAGEINFO, secinfo: bytes | None = None,
@@ -98,14 +116,16 @@ class Encls:
     def einit(self, sigstruct: bytes, secs_pa: int, lepubkeyhash: bytes) -> int:
         """``sgx_update_lepubkeyhash`` then ``__einit`` with a zeroed token, on one vCPU
         without a break between them (the kernel disables preemption)."""
-        with self._lock:
+        def update_lepubkeyhash(msrs: SgxMsrs) -> None:
             for i in range(4):
-                self._msrs.wrmsr(Msr.IA32_SGXLEPUBKEYHASH0 + i,
-                                 int.from_bytes(lepubkeyhash[8 * i:8 * i + 8], "little"))
+                msrs.wrmsr(Msr.IA32_SGXLEPUBKEYHASH0 + i,
+                           int.from_bytes(lepubkeyhash[8 * i:8 * i + 8], "little"))
+
+        with self._lock:
             self._memory.write(self._sigstruct, sigstruct)
             self._memory.write(self._sigstruct + _TOKEN_OFFSET, bytes(EINITTOKEN.SIZE))
             return self._status(EnclsLeaf.EINIT, self._sigstruct, secs_pa,
-                                self._sigstruct + _TOKEN_OFFSET)
+                                self._sigstruct + _TOKEN_OFFSET, before=update_lepubkeyhash)
 
     def eremove(self, epc_pa: int) -> int:
         """``__eremove``."""

@@ -9,12 +9,15 @@ have, so the guest never registers it and this model has no driver for it.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import time
 from typing import Protocol
 
 from vsgx.cpu.processor import SgxProcessor
 from vsgx.engine import Vcpu
 from vsgx.guest.boot import GuestKernel, GuestPlatform
+from vsgx.guest.encl import Enclave
 from vsgx.guest.encls import Encls
 from vsgx.guest.epc import EpcAllocator
 from vsgx.guest.memory import GuestRamView, PhysicalMemory
@@ -38,6 +41,27 @@ class GuestMachine(GuestPlatform, Protocol):
 
     @property
     def processor(self) -> SgxProcessor | None: ...
+
+
+KICK_TIMEOUT = 5.0
+"""How long the reclaimer waits for the threads it interrupted to leave an enclave."""
+
+
+def kick_enclave_threads(processor: SgxProcessor, cpus: VcpuPool, encl: Enclave) -> None:
+    """The reclaimer's IPI (``sgx_encl_ewb`` -> ``on_each_cpu_mask``): interrupt every vCPU
+    running inside ``encl`` until each one that was inside at the last ETRACK has left it by
+    an AEX (``thread_exited``), so that EWB can succeed. Interrupts are re-sent while
+    waiting, since one sent between two runs of a vCPU is lost."""
+    idx = processor.epc.index_of(encl.secs_pa)
+    deadline = time.monotonic() + KICK_TIMEOUT
+    while time.monotonic() < deadline:
+        with processor.lock:
+            state = processor.enclaves.get(idx) if idx is not None else None
+            waiting = set() if state is None else set(state.tracking)
+        if not waiting:
+            return
+        cpus.interrupt(waiting)
+        time.sleep(0.0005)
 
 
 class GuestOS:
@@ -66,6 +90,9 @@ class GuestOS:
         if processor is not None:
             regions, cpuid = machine.ram.regions(), machine.cpuid
             self.cpus = VcpuPool(machine.cpus, lambda lp: Vcpu(processor, lp, regions, cpuid))
+            if self.epc is not None:
+                self.epc.reclaimer.kick_enclave_threads = functools.partial(
+                    kick_enclave_threads, processor, self.cpus)
 
     # -- boot facts ---------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -106,6 +106,13 @@ class VcpuPool:
         if self._seen.get(vcpu.lp) != mark:
             vcpu.flush_tlb()
             self._seen[vcpu.lp] = mark
+
+    def interrupt(self, lps: Iterable[int]) -> None:
+        """Interrupt the vCPUs of logical processors ``lps`` that are running (an IPI)."""
+        with self._cond:
+            targets = [self._vcpus[lp] for lp in lps if lp in self._vcpus]
+        for vcpu in targets:
+            vcpu.interrupt()
 
     def close(self) -> None:
         with self._cond:
