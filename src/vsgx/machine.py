@@ -9,8 +9,8 @@ after a reset):
         vm.guest.dmesg
         process = vm.guest.spawn()
 
-Leaving the ``with`` block (or :meth:`close`) shuts the machine down; ``stop`` is QMP's
-``stop``, which pauses it.
+``vm.stop()`` (or leaving the ``with`` block, or :meth:`close`) shuts the machine down;
+QMP's ``stop``, which only pauses it, is ``vm.pause()``.
 """
 
 from __future__ import annotations

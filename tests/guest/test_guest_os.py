@@ -40,7 +40,7 @@ def test_guest_exists_once_started_and_is_rebooted_by_a_reset() -> None:
             _ = vm.guest
         vm.start()
         before = vm.guest
-        vm.stop()  # QMP stop: paused, the guest is still there
+        vm.pause()  # QMP stop: paused, the guest is still there
         assert vm.state is RunState.PAUSED and vm.guest is before
         vm.cont()
         vm.system_reset()

@@ -65,7 +65,7 @@ class FakeMachine:
 
     # -- run state -------------------------------------------------------------------------
 
-    def stop(self) -> None:
+    def pause(self) -> None:
         if self.status == "running":
             self.status = "paused"
             self.emit("STOP", {})

@@ -155,7 +155,7 @@ def test_events_from_another_thread(server: QmpServer, machine: FakeMachine) -> 
         await client.connect(server.address)
         with client.listener(("STOP", "RESUME")) as listener:
             def stop_and_resume() -> None:
-                machine.stop()
+                machine.pause()
                 machine.cont()
 
             emitter = threading.Thread(target=stop_and_resume)
@@ -258,7 +258,7 @@ def test_client_that_stops_reading_does_not_block_events(server: QmpServer,
 def test_no_events_before_negotiation(server: QmpServer, machine: FakeMachine) -> None:
     client = Raw(server)
     assert client.line() == GREETING
-    machine.stop()
+    machine.pause()
     client.send(b'{"execute":"qmp_capabilities"}\n')
     assert client.line() == OK
     machine.cont()
@@ -361,7 +361,7 @@ def test_close_from_a_command(machine: FakeMachine, sock_dir: Path,
     # The machine's quit may close its monitors itself, on the server thread.
     config = QmpConfig("unix", path=str(sock_dir / "qmp.sock"), wait=False)
     server = QmpServer(machine, config)
-    monkeypatch.setattr(machine, "stop", server.close)
+    monkeypatch.setattr(machine, "pause", server.close)
     server.start()
     client = Raw(server)
     client.negotiate()

@@ -128,8 +128,8 @@ def test_life_cycle_states_and_events() -> None:
     vm.start()
     with pytest.raises(MachineError, match="already been started"):
         vm.start()
-    vm.stop()
-    vm.stop()
+    vm.pause()
+    vm.pause()
     assert vm.query_status()["status"] == "paused"
     vm.cont()
     vm.cont()
@@ -138,7 +138,7 @@ def test_life_cycle_states_and_events() -> None:
     assert [e for e, _ in events] == ["STOP", "RESUME", "SHUTDOWN"]
     assert events[-1][1] == {"guest": False, "reason": "host-qmp-quit"}
     with pytest.raises(MachineError, match="shut down"):
-        vm.stop()
+        vm.pause()
 
 
 def test_system_reset_wipes_every_enclave_and_relocks_feature_control() -> None:
@@ -192,3 +192,12 @@ def test_sgx_capabilities_per_profile() -> None:
         False, True, [{"node": 0, "size": 0x5D8_0000}])
     with pytest.raises(MachineError, match=r"^SGX is not enabled in KVM$"):
         host_sgx_capabilities(open_host("n", "no-sgx"))
+
+
+def test_stop_shuts_the_machine_down_and_pause_is_qmp_stop() -> None:
+    vm = _vm(f"-cpu host {_epc('4M', prealloc=True)}")
+    vm.start()
+    vm.pause()
+    assert vm.state is RunState.PAUSED
+    vm.stop()
+    assert vm.state is RunState.SHUTDOWN and vm.host.pool.used == {0: 0, 1: 0}

@@ -101,7 +101,7 @@ class CommandTable:
                 (_Param("command-line", "str"), _Param("cpu-index", "int", optional=True)),
                 self._human_monitor_command),
             "cont": _Command(no_args, lambda s, a: t.cont()),
-            "stop": _Command(no_args, lambda s, a: t.stop()),
+            "stop": _Command(no_args, lambda s, a: t.pause()),
             "query-name": _Command(no_args, self._query_name),
             "query-memory-devices": _Command(no_args, lambda s, a: t.query_memory_devices()),
             "system_reset": _Command(no_args, lambda s, a: t.system_reset()),

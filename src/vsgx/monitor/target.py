@@ -64,8 +64,8 @@ class MonitorTarget(Protocol):
         """``query-status``: ``{"running": bool, "singlestep": bool, "status": RunState}``."""
         ...
 
-    def stop(self) -> None:
-        """``stop``: pause the vCPUs (emits ``STOP`` when the machine was running)."""
+    def pause(self) -> None:
+        """QMP ``stop``: pause the vCPUs (emits ``STOP`` when the machine was running)."""
         ...
 
     def cont(self) -> None:

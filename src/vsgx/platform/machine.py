@@ -160,7 +160,7 @@ class VirtualMachine:
         boot disk, it just sits in the firmware); :class:`vsgx.Machine` boots vsgx's Linux
         guest here."""
 
-    def stop(self) -> None:
+    def pause(self) -> None:
         """QMP ``stop``: pause the vCPUs (``STOP`` event when it was running)."""
         with self._lock:
             self._require_alive()
@@ -203,6 +203,11 @@ class VirtualMachine:
                 return
             self._emit("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"})
             self.close()
+
+    def stop(self) -> None:
+        """Shut the machine down (as leaving a ``with`` block does): :meth:`close`. QMP's
+        ``stop``, which only pauses, is :meth:`pause`."""
+        self.close()
 
     def close(self) -> None:
         """Release everything: the EPC pages go back to the host pool, memory is unmapped."""
