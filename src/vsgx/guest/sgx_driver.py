@@ -5,9 +5,9 @@ Every ioctl copies its argument struct from the caller's memory (EFAULT when it 
 checks in the kernel's order, with the kernel's errnos; each handler's docstring lists them.
 Output fields (``count``, ``result``) are copied back even when the ioctl fails.
 
-Not modelled: pending signals (no ERESTARTSYS/EINTR), the shmem backing file (it only matters
-to the reclaimer), and ``VM_MAYEXEC`` on the ADD_PAGES source (every mapping in vsgx's guest
-may execute, so the EACCES for a noexec source cannot occur).
+Not modelled: pending signals (no ERESTARTSYS/EINTR) and ``VM_MAYEXEC`` on the ADD_PAGES
+source (every mapping in vsgx's guest may execute, so the EACCES for a noexec source cannot
+occur). The enclave's backing store is :mod:`vsgx.guest.backing`, not a shmem file.
 """
 
 from __future__ import annotations
