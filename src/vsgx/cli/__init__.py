@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vsgx import __version__
-from vsgx.cli import machine
+from vsgx.cli import machine, signing
 
 EXIT_USAGE = 2
 
@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     isa.add_argument("--compact", action="store_true", help="print the results on one line")
     isa.set_defaults(func=_cmd_isa)
     machine.register(sub)
+    signing.register(sub)
     return parser
 
 
