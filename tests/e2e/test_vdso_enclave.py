@@ -413,3 +413,24 @@ def test_reclaim_while_a_thread_is_inside_kicks_it_out_and_it_resumes() -> None:
         assert not thread.is_alive()
         assert freed > 0
         assert run.fields()[0] == EEXIT and len(got) == 1 and got[0] > 0
+
+
+def test_eenter_on_a_page_that_is_not_a_tcs_reports_the_fault(vm: vsgx.Machine) -> None:
+    user, b = build(vm, SUM)
+    run = Run(user, b.base + 0x2000)  # the code page, not a TCS
+    assert user.proc.vdso_sgx_enter_enclave(0, 0, 0, EENTER, 0, 0, run.addr) == 0
+    function, vector, _, _ = run.fields()
+    assert function == EENTER and vector in (13, 14)  # EENTER itself faulted (#GP or #PF)
+
+
+def test_a_user_handler_can_enter_again(vm: vsgx.Machine) -> None:
+    user, b = build(vm, SUM)
+    calls: list[int] = []
+
+    def handler(rdi: int, rsi: int, rdx: int, rsp: int, r8: int, r9: int, run: int) -> int:
+        calls.append(rdx)
+        return EENTER if len(calls) < 3 else -7  # a value > 0 is the next ENCLU leaf
+
+    run = Run(user, b.base, user.proc.register_user_handler(handler))
+    assert user.proc.vdso_sgx_enter_enclave(1, 2, 0, EENTER, 0, 0, run.addr) == -7
+    assert calls == [3, 3, 3]  # entered three times; the registers pass through unchanged
