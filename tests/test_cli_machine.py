@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from pathlib import Path
 
 import pytest
 from seeds import SEED_NUMA
@@ -166,3 +167,31 @@ def test_the_installed_command_exits_1_without_traceback() -> None:
     assert proc.returncode == 1
     assert proc.stderr == "vsgx: Parameter 'sgx-epc.0.memdev' is missing\n"
     assert sys.executable  # the helper picked an interpreter
+
+
+def test_run_a_python_program_against_the_machine(tmp_path: Path) -> None:
+    program = tmp_path / "prog.py"
+    program.write_text(
+        "import sys, json\n"
+        "proc = vm.guest.spawn()\n"  # vm: the global the runner provides
+        "print(json.dumps({'argv': sys.argv[1:], 'sections': vm.query_sgx()['sections'],\n"
+        "                  'devices': list(vm.guest.devices), 'pid': proc.pid}))\n"
+        "sys.exit(3)\n")
+    proc = vsgx("run", *shlex.split(SEED_NUMA), "--", str(program), "a", "b")
+    assert proc.returncode == 3, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["argv"] == ["a", "b"] and doc["pid"] == 1
+    assert doc["sections"] == [{"node": 0, "size": 64 << 20}, {"node": 1, "size": 28 << 20}]
+    assert "/dev/sgx_enclave" in doc["devices"]
+
+
+def test_run_program_errors(tmp_path: Path) -> None:
+    missing = vsgx("run", "-cpu", "host", "--", str(tmp_path / "nope.py"))
+    assert missing.returncode == 2
+    assert missing.stderr == (f"vsgx run: cannot read {tmp_path / 'nope.py'}: "
+                              "No such file or directory\n")
+    boom = tmp_path / "boom.py"
+    boom.write_text("raise RuntimeError('in the user program')\n")
+    failed = vsgx("run", "-cpu", "host", "--", str(boom))
+    assert failed.returncode == 1 and "RuntimeError: in the user program" in failed.stderr
+    assert vsgx("run", "-cpu", "host", "--").returncode == 2

@@ -256,12 +256,51 @@ def cmd_export(args: argparse.Namespace, qemu: list[str]) -> int:
 # -- run ----------------------------------------------------------------------------------------
 
 
+def run_program(vm: VirtualMachine, program: list[str]) -> int:
+    """Run the Python file ``program[0]`` with ``sys.argv = program`` and the global ``vm``
+    (the running :class:`vsgx.Machine`; ``vm.guest.spawn()`` gives it a guest process).
+    Its exit status is the command's: 0 when it returns, ``SystemExit``'s code otherwise; an
+    uncaught exception prints its traceback (it is the user's program) and gives 1."""
+    import runpy
+    import traceback
+
+    saved = sys.argv
+    sys.argv = list(program)
+    try:
+        runpy.run_path(program[0], init_globals={"vm": vm}, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code
+        if code is None or isinstance(code, int):
+            return code or 0
+        print(code, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.filename == program[0]:
+            raise CommandFailed(f"{PROG} run: cannot read {program[0]}: {exc.strerror}",
+                                2) from None
+        traceback.print_exc()
+        return 1
+    except Exception:
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.argv = saved
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, qemu: list[str]) -> int:
     """Start the machine with its QMP monitors and keep it running until QMP ``quit``,
-    SIGINT or SIGTERM."""
+    SIGINT or SIGTERM; or, with ``-- PROGRAM.py [ARGS]`` after the QEMU options, run that
+    Python program against the running machine and stop when it ends."""
     from vsgx.machine import Machine
     from vsgx.monitor.server import QmpServer
 
+    program: list[str] = []
+    if "--" in qemu:
+        cut = qemu.index("--")
+        qemu, program = qemu[:cut], qemu[cut + 1:]
+        if not program:
+            raise CommandFailed(f"{PROG} run: '--' must be followed by a Python program", 2)
     vm = build_machine(args, qemu, Machine.from_args)
     done = threading.Event()
     vm.subscribe(lambda event, _data: done.set() if event == "SHUTDOWN" else None)
@@ -281,6 +320,13 @@ def cmd_run(args: argparse.Namespace, qemu: list[str]) -> int:
             server.close()
         vm.close()
         raise CommandFailed(f"{PROG}: {exc}") from None
+    if program:
+        try:
+            return run_program(vm, program)
+        finally:
+            for server in servers:
+                server.close()
+            vm.close()
     previous = {sig: signal.signal(sig, lambda *_: done.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -330,8 +376,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("format", choices=("qemu", "libvirt"))
     add_host_options(export)
     export.set_defaults(machine=cmd_export)
-    run = sub.add_parser("run", help="start the machine and keep it running (QMP with -qmp)",
-                         usage=f"vsgx run [--host NAME] {usage_tail}")
+    run = sub.add_parser("run", help="start the machine and keep it running (QMP with -qmp), "
+                                     "or run a Python program against it",
+                         usage=f"vsgx run [--host NAME] {usage_tail} [-- PROGRAM.py [ARG ...]]")
     add_host_options(run)
     run.set_defaults(machine=cmd_run)
 
