@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from vsgx.arch.cpuid import EPC_SECTION_VALID, decode_epc_section
 from vsgx.monitor.hmp import format_info_sgx
 from vsgx.platform.host import (
     DEFAULT_HOST,
@@ -192,9 +193,8 @@ def _decode(e: dict[str, int]) -> str:
                 f"2^{edx >> 8 & 0xFF} (64-bit)")
     if subleaf == 1:
         return f"ATTRIBUTES {ebx << 32 | eax:#x}; XFRM {edx << 32 | ecx:#x}"
-    if eax & 0xF == 1:
-        base = (eax & 0xFFFF_F000) | (ebx & 0xF_FFFF) << 32
-        size = (ecx & 0xFFFF_F000) | (edx & 0xF_FFFF) << 32
+    kind, base, size = decode_epc_section((eax, ebx, ecx, edx))
+    if kind == EPC_SECTION_VALID:
         return f"EPC section {base:#x}, {_size(size)}"
     return "end of EPC sections"
 

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from vsgx.arch import FeatureControl, Msr
+from vsgx.arch.cpuid import EPC_SECTION_INVALID, EPC_SECTION_VALID, decode_epc_section
 from vsgx.cpu.msr import SgxMsrs
 from vsgx.guest.numa import NumaView
 
@@ -26,9 +27,8 @@ Cpuid = Callable[[int, int], tuple[int, int, int, int]]
 
 SGX_CPUID = 0x12
 SGX_CPUID_EPC = 2
-SGX_CPUID_EPC_MASK = 0xF
-SGX_CPUID_EPC_INVALID = 0x0
-SGX_CPUID_EPC_SECTION = 0x1
+SGX_CPUID_EPC_INVALID = EPC_SECTION_INVALID
+SGX_CPUID_EPC_SECTION = EPC_SECTION_VALID
 SGX_MAX_EPC_SECTIONS = 8
 """``sgx.h``: the driver's section array; sub-leaves past the eighth are never read."""
 
@@ -171,15 +171,9 @@ def sgx_init(caps: frozenset[CpuCap], cpuid: Cpuid, numa: NumaView) -> SgxInit:
     return SgxInit(tuple(lines + drv_lines), tuple(sections), devices)
 
 
-def _section_metric(low: int, high: int) -> int:
-    """``sgx_calc_section_metric``: bits 31:12 from ``low``, bits 51:32 from ``high``."""
-    return (low & 0xFFFF_F000) + ((high & 0xF_FFFF) << 32)
-
-
 def epc_subleaf(cpuid: Cpuid, index: int) -> tuple[int, int, int]:
     """CPUID.(12H, 2 + ``index``) decoded: (type, physical address, size)."""
-    eax, ebx, ecx, edx = cpuid(SGX_CPUID, SGX_CPUID_EPC + index)
-    return eax & SGX_CPUID_EPC_MASK, _section_metric(eax, ebx), _section_metric(ecx, edx)
+    return decode_epc_section(cpuid(SGX_CPUID, SGX_CPUID_EPC + index))
 
 
 def sgx_page_cache_init(cpuid: Cpuid, numa: NumaView) -> tuple[list[str], list[GuestEpcSection]]:

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vsgx.arch.cpuid import encode_epc_section
 from vsgx.cpu.features import SgxFeatures
 from vsgx.platform.config import CpuConfig, SgxFeature
-from vsgx.platform.host import SGX_CPUID_EPC_SECTION, HostProfile
+from vsgx.platform.host import HostProfile
 from vsgx.platform.layout import GuestLayout
 
 Registers = tuple[int, int, int, int]
 _REGS = ("eax", "ebx", "ecx", "edx")
 XSTATE_FP_SSE = 0x3
-_MASK32 = 0xFFFF_FFFF
 
 
 def missing_feature_warning(feature: SgxFeature) -> str:
@@ -142,9 +142,7 @@ def _leaf12(host: HostProfile, layout: GuestLayout, words: dict[tuple[int, int, 
     }
     host_property = host.cpuid(0x12, 2)[2] & 0xF
     for section in layout.epc_sections:
-        addr, size = section.addr, section.size
-        leaves[0x12, 2 + section.index] = (
-            (addr & 0xFFFF_F000) | SGX_CPUID_EPC_SECTION, addr >> 32 & _MASK32,
-            (size & 0xFFFF_F000) | host_property, size >> 32 & _MASK32)
+        leaves[0x12, 2 + section.index] = encode_epc_section(section.addr, section.size,
+                                                              host_property)
     leaves[0x12, 2 + len(layout.epc_sections)] = (0, 0, 0, 0)
     return leaves

@@ -22,15 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from vsgx.arch import PAGE_SIZE, AttributesFlags, Xfrm
+from vsgx.arch.cpuid import encode_epc_section
 from vsgx.cpu.epc import EpcSection
 from vsgx.crypto.keys import BootSecrets, PlatformSecrets
 
 MiB = 1 << 20
 GiB = 1 << 30
-
-SGX_CPUID_EPC_SECTION = 0x1
-"""CPUID.(12H, n>=2).EAX[3:0] for a valid EPC section (SDM 36.7.2)."""
-
 
 @dataclass(frozen=True)
 class HostEpcSection:
@@ -104,8 +101,7 @@ class HostProfile:
         if index >= len(self.epc_sections):
             return (0, 0, 0, 0)
         s = self.epc_sections[index]
-        return ((s.base & 0xFFFF_F000) | SGX_CPUID_EPC_SECTION, s.base >> 32 & 0xF_FFFF,
-                (s.size & 0xFFFF_F000) | self.epc_property, s.size >> 32 & 0xF_FFFF)
+        return encode_epc_section(s.base, s.size, self.epc_property)
 
 
 _ATTR_SERVER = int(AttributesFlags.DEBUG | AttributesFlags.MODE64BIT

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from vsgx.arch import PAGE_SIZE
+from vsgx.arch.cpuid import EPC_SECTION_VALID, decode_epc_section
 from vsgx.cpu.epc import Epc, EpcSection
 from vsgx.cpu.msr import SgxMsrs
 from vsgx.cpu.processor import SgxProcessor
@@ -347,10 +348,10 @@ def host_sgx_capabilities(host: Host) -> dict[str, Any]:
     eax0 = prof.cpuid(0x12, 0)[0]
     sections = []
     for index in range(8):  # SGX_MAX_EPC_SECTIONS
-        eax, _, ecx, edx = prof.cpuid(0x12, 2 + index)
-        if eax & 0xF != 1:
+        kind, _, size = decode_epc_section(prof.cpuid(0x12, 2 + index))
+        if kind != EPC_SECTION_VALID:
             break
-        sections.append({"node": index, "size": (ecx & 0xFFFF_F000) + ((edx & 0xF_FFFF) << 32)})
+        sections.append({"node": index, "size": size})
     return {"sgx": bool(prof.cpuid(0x7, 0)[1] >> 2 & 1), "sgx1": bool(eax0 & 1),
             "sgx2": bool(eax0 >> 1 & 1), "flc": bool(prof.cpuid(0x7, 0)[2] >> 30 & 1),
             "section-size": sum(s["size"] for s in sections), "sections": sections}
