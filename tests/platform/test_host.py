@@ -115,9 +115,8 @@ def test_throwaway_hosts_write_nothing(_private_hosts: Path) -> None:
 
 def _section(pool: HostEpcPool, pages: int, nodes: tuple[int, ...] = (),
              strict: bool = True) -> EpcSection:
-    section = EpcSection(0x1_0000_0000, pages * PAGE_SIZE, backing=pool)
-    pool.bind(section, nodes, strict=strict)
-    return section
+    return EpcSection(0x1_0000_0000, pages * PAGE_SIZE,
+                      backing=pool.binding(nodes, strict=strict))
 
 
 def test_bound_sections_draw_only_from_their_nodes() -> None:
@@ -153,4 +152,14 @@ def test_pool_accounting_never_leaks_or_overdraws(ops: list[tuple[int, int, bool
         assert sum(pool.used.values()) == sum(x.committed_pages for x in sections)
     for s in sections:
         s.close()
+    assert pool.used == {0: 0, 1: 0}
+
+
+def test_a_binding_outlives_a_discard() -> None:
+    pool = HostEpcPool((HostEpcSection(0, 4 * PAGE_SIZE, 0), HostEpcSection(0, 8 * PAGE_SIZE, 1)))
+    a = _section(pool, 6, (0,))
+    a.touch(np.arange(2))
+    a.discard()  # a reset of a lazily committed vEPC gives every page back
+    with pytest.raises(EpcPoolExhausted, match="on host node 0"):
+        a.touch(np.arange(5))  # still bound to node 0 afterwards
     assert pool.used == {0: 0, 1: 0}

@@ -181,7 +181,7 @@ def data_dir() -> Path:
 
 class HostEpcPool:
     """The host's EPC as a pool of pages per host NUMA node, shared by every virtual EPC
-    section built on the host (an :class:`~vsgx.cpu.epc.EpcBacking`).
+    section built on the host through its :meth:`binding`.
 
     A vEPC section bound to host nodes (``host-nodes=…,policy=bind``) draws only from those
     nodes; otherwise from any node, lowest first. Pages are counted, not tracked by address:
@@ -194,8 +194,6 @@ class HostEpcPool:
         for s in sections:
             self.capacity[s.node] = self.capacity.get(s.node, 0) + s.size // PAGE_SIZE
         self.used = dict.fromkeys(self.capacity, 0)
-        self._bindings: dict[int, tuple[tuple[int, ...], bool]] = {}
-        self._drawn: dict[int, dict[int, int]] = {}
 
     def free_pages(self, nodes: tuple[int, ...] = ()) -> int:
         """Free pages on ``nodes`` (every node when empty)."""
@@ -208,48 +206,64 @@ class HostEpcPool:
         first = [n for n in nodes if n in self.capacity]
         return first if strict else first + [n for n in sorted(self.capacity) if n not in first]
 
-    def bind(self, section: EpcSection, nodes: tuple[int, ...], *, strict: bool) -> None:
-        """Draw ``section``'s pages from host ``nodes``: only from them when ``strict``
-        (``policy=bind``), from them first otherwise (``preferred``, ``interleave``)."""
-        self._bindings[id(section)] = (nodes, strict)
+    def binding(self, nodes: tuple[int, ...] = (), *, strict: bool = False) -> EpcPoolBinding:
+        """The backing for one vEPC section: draw its pages from host ``nodes``, only from
+        them when ``strict`` (``policy=bind``), from them first otherwise (``preferred``,
+        ``interleave``); from any node when ``nodes`` is empty."""
+        return EpcPoolBinding(self, nodes, strict)
 
-    def commit(self, section: EpcSection, pages: int) -> None:
+    def _take(self, binding: EpcPoolBinding, pages: int) -> None:
         with self._lock:
-            bound, strict = self._bindings.get(id(section), ((), False))
-            nodes = self._nodes(bound, strict)
+            nodes = self._nodes(binding.nodes, binding.strict)
             free = {n: self.capacity[n] - self.used[n] for n in nodes}
             if sum(free.values()) < pages:
-                where = "" if not (bound and strict) else (
+                where = "" if not (binding.nodes and binding.strict) else (
                     " on host node" + ("s " if len(nodes) > 1 else " ")
                     + ",".join(map(str, nodes)))
                 raise EpcPoolExhausted(
                     f"host EPC exhausted: {pages} page(s) wanted, {sum(free.values())} "
                     f"free{where} ({sum(self.capacity[n] for n in nodes) * PAGE_SIZE >> 20} "
                     "MiB in all)")
-            drawn = self._drawn.setdefault(id(section), {})
             for n in nodes:
                 take = min(pages, free[n])
                 if take:
                     self.used[n] += take
-                    drawn[n] = drawn.get(n, 0) + take
+                    binding.drawn[n] = binding.drawn.get(n, 0) + take
                     pages -= take
 
-    def release(self, section: EpcSection, pages: int) -> None:
+    def _give(self, binding: EpcPoolBinding, pages: int) -> None:
         with self._lock:
-            drawn = self._drawn.get(id(section), {})
-            for n in sorted(drawn, reverse=True):
-                give = min(pages, drawn[n])
-                drawn[n] -= give
+            for n in sorted(binding.drawn, reverse=True):
+                give = min(pages, binding.drawn[n])
+                binding.drawn[n] -= give
                 self.used[n] -= give
                 pages -= give
-            if not any(drawn.values()):
-                self._drawn.pop(id(section), None)
-                self._bindings.pop(id(section), None)
 
     def drawn_by(self, section: EpcSection) -> dict[int, int]:
         """Pages ``section`` holds, per host node."""
+        backing = section.backing
+        if not isinstance(backing, EpcPoolBinding) or backing.pool is not self:
+            return {}
         with self._lock:
-            return {n: c for n, c in self._drawn.get(id(section), {}).items() if c}
+            return {n: c for n, c in backing.drawn.items() if c}
+
+
+class EpcPoolBinding:
+    """One vEPC section's claim on a :class:`HostEpcPool` (an
+    :class:`~vsgx.cpu.epc.EpcBacking`): where its pages may come from, and how many it holds
+    per host node."""
+
+    def __init__(self, pool: HostEpcPool, nodes: tuple[int, ...], strict: bool) -> None:
+        self.pool = pool
+        self.nodes = nodes
+        self.strict = strict
+        self.drawn: dict[int, int] = {}
+
+    def commit(self, section: EpcSection, pages: int) -> None:
+        self.pool._take(self, pages)
+
+    def release(self, section: EpcSection, pages: int) -> None:
+        self.pool._give(self, pages)
 
 
 @dataclass(eq=False)

@@ -126,10 +126,10 @@ class VirtualMachine:
             for place, epc in zip(self.layout.epc_sections, self.config.sgx_epc, strict=True):
                 backend = epc.backend
                 size = -(-backend.size // PAGE_SIZE) * PAGE_SIZE  # qemu_ram_alloc rounds up
-                section = EpcSection(place.addr, size, place.node, backing=pool)
+                binding = pool.binding(backend.host_nodes,
+                                       strict=backend.policy is HostMemPolicy.BIND)
+                section = EpcSection(place.addr, size, place.node, backing=binding)
                 sections.append(section)
-                pool.bind(section, backend.host_nodes,
-                          strict=backend.policy is HostMemPolicy.BIND)
                 if backend.prealloc:
                     section.prealloc()
         except EpcPoolExhausted as exc:
