@@ -162,9 +162,6 @@ class Epc:
             return None
         return self._first_index[id(s)] + off // PAGE_SIZE
 
-    def contains(self, pa: int) -> bool:
-        return self.index_of(pa) is not None
-
     def address_of(self, index: int) -> int:
         """Physical address of global page ``index``."""
         k = self._locate(index)

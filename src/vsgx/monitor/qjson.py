@@ -8,9 +8,9 @@ nesting depth 1024), their error recovery (after a lexical error, input is skipp
 next structural character or control character) and their error messages, word for word.
 
 Output: :func:`encode` writes a value as ``qobject/json-writer.c`` does: ASCII only, with
-``\\uXXXX`` (upper-case hex) for control characters, DEL and everything beyond ASCII, doubles
-as ``%.17g``, and object members in the order QEMU's ``QDict`` hash table iterates them
-(``qobject/qdict.c``), so that replies match QEMU's byte for byte.
+``\\u`` and four upper-case hex digits for control characters, DEL and everything beyond
+ASCII, doubles as ``%.17g``, and object members in the order QEMU's ``QDict`` hash table
+iterates them (``qobject/qdict.c``), so that replies match QEMU's byte for byte.
 
 Parsed values are ``dict`` (members in input order), ``list``, ``str``, ``int`` (JSON integers
 that fit int64 or uint64), ``float`` (everything else, as ``strtod`` reads it), ``bool`` and

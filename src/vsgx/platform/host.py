@@ -195,12 +195,7 @@ class HostEpcPool:
             self.capacity[s.node] = self.capacity.get(s.node, 0) + s.size // PAGE_SIZE
         self.used = dict.fromkeys(self.capacity, 0)
 
-    def free_pages(self, nodes: tuple[int, ...] = ()) -> int:
-        """Free pages on ``nodes`` (every node when empty)."""
-        with self._lock:
-            return sum(self.capacity[n] - self.used[n] for n in self._nodes(nodes))
-
-    def _nodes(self, nodes: tuple[int, ...], strict: bool = True) -> list[int]:
+    def _nodes(self, nodes: tuple[int, ...], strict: bool) -> list[int]:
         if not nodes:
             return sorted(self.capacity)
         first = [n for n in nodes if n in self.capacity]
