@@ -162,10 +162,7 @@ def _target_page(cpu: SgxProcessor, ctx: EnclaveContext, la: int) -> int:
     state = _enclave(cpu, ctx)
     if la % PAGE_SIZE or not state.in_elrange(la):
         raise gp(f"page address {la:#x} is misaligned or outside ELRANGE")
-    pa = cpu.translate(ctx, la)
-    if pa is None:  # the page walk fails first: an ordinary #PF the OS can serve (EAUG)
-        raise pf(la, "not mapped", epcm=False)
-    idx = cpu.epc.index_of(pa)
+    idx = cpu.walk(ctx, la)
     e = cpu.epcm
     if (idx is None or not e.valid(idx) or e.bits(idx) & m.BLOCKED
             or int(e.owner[idx]) != ctx.secs

@@ -249,6 +249,15 @@ class SgxProcessor:
         idx = self.epcm.by_address.get((ctx.secs, la & ~(PAGE_SIZE - 1)))
         return None if idx is None else self.epc.address_of(idx) + (la & (PAGE_SIZE - 1))
 
+    def walk(self, ctx: EnclaveContext, la: int, *, write: bool = False) -> int | None:
+        """The page walk before any EPCM check: the EPC index behind ``la`` (None when it
+        maps outside the EPC); a linear address the page tables do not map is an ordinary
+        #PF (no PFEC.SGX), which the OS may serve."""
+        pa = self.translate(ctx, la)
+        if pa is None:
+            raise pf(la, "not mapped", write=write, epcm=False)
+        return self.epc.index_of(pa)
+
     def enclave_page(self, ctx: EnclaveContext, la: int, *, write: bool = False,
                      execute: bool = False, allow_pending: bool = False) -> int:
         """EPC index behind enclave linear address ``la`` after the EPCM checks an enclave
@@ -258,10 +267,7 @@ class SgxProcessor:
         enclave = self.enclaves[ctx.secs]
         if not enclave.in_elrange(la):
             raise gp(f"address {la:#x} is outside ELRANGE")
-        pa = self.translate(ctx, la)
-        if pa is None:
-            raise pf(la, "not mapped", write=write, epcm=False)
-        idx = self.epc.index_of(pa)
+        idx = self.walk(ctx, la, write=write)
         page_la = la & ~(PAGE_SIZE - 1)
         if idx is None:
             raise pf(la, "ELRANGE address maps outside the EPC", write=write)
