@@ -239,6 +239,22 @@ def eextend(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
     return LeafResult(SUCCESS)
 
 
+def eextend_page(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int,
+                 page_pa: int) -> LeafResult:
+    """The sixteen ENCLS[EEXTEND]s that measure the whole EPC page at ``page_pa``, chunk by
+    chunk in address order, as Linux's ``sgx_encl_extend`` issues them. Every chunk of one
+    page passes or fails the same checks, so the first leaf makes them (raising its exact
+    fault) and the other fifteen only extend the measurement (SDM EEXTEND)."""
+    result = eextend(cpu, proc, rbx, page_pa, 0)
+    idx = cpu.epc_index(page_pa)
+    state = cpu.secs_of(cpu.epc_index(rbx), rbx)
+    offset = int(cpu.epcm.linaddr[idx]) - state.base
+    page = cpu.epc.page(idx)
+    for chunk in range(EEXTEND_CHUNK, PAGE_SIZE, EEXTEND_CHUNK):
+        state.builder.eextend(offset + chunk, page[chunk:chunk + EEXTEND_CHUNK])
+    return result
+
+
 _MEASURE_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsgx-measure")
 """Hashes a batch's measurement records while the pages are copied into the EPC (hashlib and
 numpy release the GIL); the batch waits for it, so the leaves stay atomic."""

@@ -321,6 +321,17 @@ class SgxProcessor:
                 raise gp(f"ENCLS leaf {leaf:#x} is not supported")
             return handler(self, proc, rbx, rcx, rdx)
 
+    def encls_eextend_page(self, rbx: int, page_pa: int, *, lp: int = 0) -> LeafResult:
+        """ENCLS[EEXTEND] sixteen times over the page at ``page_pa`` (see
+        :func:`vsgx.cpu.encls_build.eextend_page`), with ENCLS's own checks first."""
+        from vsgx.cpu.encls_build import eextend_page
+
+        with self.lock:
+            proc = self._check_enabled(lp)
+            if proc.enclave is not None:
+                raise ud("ENCLS in enclave mode")
+            return eextend_page(self, proc, rbx, page_pa)
+
     def enclu(self, leaf: int, ctx: EnclaveContext, rbx: int = 0, rcx: int = 0,
               rdx: int = 0) -> LeafResult:
         """Execute an enclave-mode ENCLU[leaf] on behalf of ``ctx`` (SDM 38.x / 41.x)."""

@@ -108,10 +108,17 @@ class Encls:
                                  secs=secs_pa), secinfo, contents)
             return self._status(EnclsLeaf.EADD, self._pageinfo, epc_pa)
 
-    def eextend(self, secs_pa: int, addr: int) -> int:
-        """``__eextend``: measure the 256 bytes at EPC address ``addr``."""
-        with self._lock:
-            return self._status(EnclsLeaf.EEXTEND, secs_pa, addr)
+    def eextend_page(self, secs_pa: int, page_pa: int) -> int:
+        """The sixteen ``__eextend``s of ``sgx_encl_extend`` over the EPC page at
+        ``page_pa``, on one free logical processor (:meth:`SgxProcessor.encls_eextend_page`):
+        0, or the status/fault of the leaf that failed."""
+        with self._lock, self.processor.lock:
+            lp = self._kernel_lp()
+            try:
+                result = self.processor.encls_eextend_page(secs_pa, page_pa, lp=lp)
+            except SgxFault as fault:
+                return ENCLS_FAULT_FLAG | int(fault.vector)
+            return int(result.status.code)
 
     def einit(self, sigstruct: bytes, secs_pa: int, lepubkeyhash: bytes) -> int:
         """``sgx_update_lepubkeyhash`` then ``__einit`` with a zeroed token, on one vCPU

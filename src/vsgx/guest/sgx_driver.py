@@ -67,7 +67,6 @@ SGX_ATTR_UNPRIV_MASK = int(AttributesFlags.DEBUG | AttributesFlags.MODE64BIT
 SGX_MISC_RESERVED_MASK = 0xFFFF_FFFE
 SGX_EINIT_SPIN_COUNT = 20
 SGX_EINIT_SLEEP_COUNT = 50
-SGX_EEXTEND_BLOCK_SIZE = 256
 _SECINFO_RWX = 0x7
 _SIGSTRUCT_VENDORS = (0x0000, 0x8086)
 
@@ -258,10 +257,9 @@ class SgxEnclaveDevice(FileOperations):
                 if self.epc.encls.eadd(encl.secs_pa, addr, contents, secinfo, epc_page.pa):
                     raise syscall_error(Errno.EIO)
                 encl.secs_child_cnt += 1  # not undone if EEXTEND fails, as in Linux
-                if flags & SGX_PAGE_MEASURE:
-                    for chunk in range(0, PAGE_SIZE, SGX_EEXTEND_BLOCK_SIZE):
-                        if self.epc.encls.eextend(encl.secs_pa, epc_page.pa + chunk):
-                            raise syscall_error(Errno.EIO)
+                if flags & SGX_PAGE_MEASURE and self.epc.encls.eextend_page(encl.secs_pa,
+                                                                            epc_page.pa):
+                    raise syscall_error(Errno.EIO)
             except OSError:
                 del encl.page_array[addr]
                 encl.shrink(va_page)
