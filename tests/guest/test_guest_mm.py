@@ -194,6 +194,19 @@ def test_proc_mem_access(proc: Process) -> None:
     fails(errno.EIO, proc.write_memory, A + P, b"x")  # read-only shared: no COW to force
 
 
+def test_pinned_user_page_is_the_process_memory(proc: Process) -> None:
+    fails(errno.EFAULT, proc.mm.pin_user_page, A)
+    proc.mmap(A, 2 * P, RW, ANON | MAP_FIXED)
+    page = proc.mm.pin_user_page(A + P + 5)  # faulted in, the whole page
+    assert len(page) == P and bytes(page) == bytes(P)
+    page[8:12] = b"pin!"
+    assert proc.read_memory(A + P + 8, 4) == b"pin!"
+    proc.write_memory(A + P, b"back")
+    assert bytes(page[:4]) == b"back"
+    proc.mmap(A + 2 * P, P, PROT_READ, ANON | MAP_FIXED)
+    fails(errno.EFAULT, proc.mm.pin_user_page, A + 2 * P)  # not writable
+
+
 def test_kernel_pages_and_ram_exhaustion() -> None:
     args = list(MACHINE)
     args[args.index("-m") + 1] = "20M"

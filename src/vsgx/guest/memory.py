@@ -93,6 +93,16 @@ class PhysicalMemory:
         i = bisect.bisect_right(self._epc_starts, pa) - 1
         return i >= 0 and pa < self._epc[i][0] + self._epc[i][1]
 
+    def kmap(self, pa: int) -> memoryview:
+        """The RAM page at ``pa`` as a writable view (``kmap``/``page_address``): valid as
+        long as the page stays allocated. EPC has no such view (EFAULT)."""
+        if self.is_epc(pa):
+            raise syscall_error(Errno.EFAULT)
+        for base, memory in self._ram.regions():
+            if base <= pa < base + len(memory):
+                return memoryview(memory)[pa - base:pa - base + PAGE_SIZE]
+        raise syscall_error(Errno.EFAULT)
+
     def read(self, pa: int, size: int) -> bytes:
         """``size`` bytes at ``pa`` (within one page): RAM, or all ones for EPC."""
         if self.is_epc(pa):

@@ -511,6 +511,19 @@ class AddressSpace:
                 raise syscall_error(Errno.EFAULT)
             return self.copy_from_user(addr & PAGE_MASK, PAGE_SIZE)
 
+    def pin_user_page(self, addr: int) -> memoryview:
+        """``get_user_pages(addr, 1, FOLL_WRITE)`` and ``kmap``: the page of ordinary,
+        writable memory holding ``addr``, faulted in, as a view the caller reads and writes
+        directly (what a user program's own loads and stores do). EFAULT unless ``addr`` is
+        in a writable VMA of ordinary memory. The view stays valid until the page is unmapped
+        (vsgx never swaps ordinary memory out)."""
+        with self.lock:
+            vma = self.vma_at(addr)
+            if (vma is None or vma.flags & (VmFlags.IO | VmFlags.PFNMAP)
+                    or not vma.flags & VmFlags.WRITE):
+                raise syscall_error(Errno.EFAULT)
+            return self.memory.kmap(self._user_page(addr & PAGE_MASK, write=True))
+
     def access_remote(self, addr: int, buf: memoryview, write: bool) -> int:
         """``access_remote_vm`` with FOLL_FORCE, as ``/proc/PID/mem`` uses it: copy between
         ``buf`` and the process, page by page, ignoring the VMAs' permissions (except that a

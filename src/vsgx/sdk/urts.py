@@ -46,6 +46,7 @@ from vsgx.sdk.loader import LoadedEnclave, load
 _U64 = (1 << 64) - 1
 _RUN = struct.Struct("<QIHHQQQ")
 _ARGS = struct.Struct(f"<{abi.MAX_ARGS}Q")
+_RET = struct.Struct("<Q")
 _ARENA_MIN = 1 << 20
 
 Arg = int | bytes | bytearray | memoryview | None
@@ -107,11 +108,15 @@ class OcallContext:
 
 @dataclass
 class _Slot:
-    """One TCS and the untrusted memory that goes with it."""
+    """One TCS and the untrusted memory that goes with it: the shared area and the run
+    struct, whose first pages the runtime keeps pinned and accesses directly, as a native
+    runtime's own loads and stores would."""
 
     index: int
     shared: int
     run: int
+    shared_page: memoryview
+    run_page: memoryview
     arena: int = 0
     arena_size: int = 0
     broken: bool = False
@@ -198,7 +203,7 @@ class Enclave:
         slot = self._acquire(name)
         try:
             values, copy_back = self._marshal(slot, name, args)
-            self.process.write_memory(slot.shared + abi.SHARED_ARGS, _ARGS.pack(*values))
+            _ARGS.pack_into(slot.shared_page, abi.SHARED_ARGS, *values)
             result = self._run(slot, name, index)
             for addr, buffer in copy_back:
                 buffer[:] = self.process.read_memory(addr, len(buffer))
@@ -257,12 +262,11 @@ class Enclave:
 
     def _enter(self, slot: _Slot, leaf: int, rdi: int, rsi: int) -> tuple[int, int, int, int]:
         tcs = self._current().tcs_addresses[slot.index]
-        self.process.write_memory(slot.run, _RUN.pack(tcs, 0, 0, 0, 0, self._handler, 0))
+        _RUN.pack_into(slot.run_page, 0, tcs, 0, 0, 0, 0, self._handler, 0)
         ret = self.process.vdso_sgx_enter_enclave(rdi, rsi, slot.shared, leaf, 0, 0, slot.run)
         if ret:
             raise EnclaveError(f"__vdso_sgx_enter_enclave returned {ret}")
-        _, function, vector, error, addr, _, _ = _RUN.unpack(
-            self.process.read_memory(slot.run, _RUN.size))
+        _, function, vector, error, addr, _, _ = _RUN.unpack_from(slot.run_page)
         return function, vector, error, addr
 
     def _run(self, slot: _Slot, name: str, index: int) -> int:
@@ -289,8 +293,8 @@ class Enclave:
                 if ocall_error is not None:
                     raise OcallError(f"ecall {name}: an ocall failed: {ocall_error}") \
                         from ocall_error
-                return int.from_bytes(self.process.read_memory(slot.shared + abi.SHARED_RET, 8),
-                                      "little")
+                ret: int = _RET.unpack_from(slot.shared_page, abi.SHARED_RET)[0]
+                return ret
             if reason == abi.Exit.OCALL:
                 value, ocall_error = self._serve_ocall(slot, ocall_error)
                 leaf, rdi, rsi = int(EncluLeaf.EENTER), abi.CMD_ORET, value
@@ -304,7 +308,7 @@ class Enclave:
 
     def _serve_ocall(self, slot: _Slot,
                      earlier: BaseException | None) -> tuple[int, BaseException | None]:
-        raw = self.process.read_memory(slot.shared, abi.SHARED_SCRATCH)
+        raw = bytes(slot.shared_page[:abi.SHARED_SCRATCH])
         args = _ARGS.unpack_from(raw, abi.SHARED_ARGS)
         name = raw[abi.SHARED_NAME:abi.SHARED_NAME + abi.OCALL_NAME_MAX + 1].split(b"\0")[0]
         label = name.decode(errors="replace")
@@ -319,8 +323,7 @@ class Enclave:
                 value = int(fn(OcallContext(self, label), *args) or 0) & _U64
             except Exception as exc:
                 status, error = abi.Status.OCALL_FAILED, error or exc
-        self.process.write_memory(slot.shared + abi.SHARED_STATUS,
-                                  int(status).to_bytes(8, "little"))
+        _RET.pack_into(slot.shared_page, abi.SHARED_STATUS, int(status))
         return value, error
 
     # -- loss ---------------------------------------------------------------------------------
@@ -366,8 +369,9 @@ class Enclave:
     def _new_slot(self, index: int) -> _Slot:
         area = self.process.mmap(0, abi.SHARED_SIZE + PAGE_SIZE, PROT_READ | PROT_WRITE,
                                  MAP_PRIVATE | MAP_ANONYMOUS)
-        self.process.write_memory(area + abi.SHARED_SIZE, bytes(RUN_SIZE))
-        return _Slot(index, area, area + abi.SHARED_SIZE)
+        run = area + abi.SHARED_SIZE
+        return _Slot(index, area, run, self.process.mm.pin_user_page(area),
+                     self.process.mm.pin_user_page(run)[:RUN_SIZE])
 
     def _acquire(self, name: str) -> _Slot:
         held = getattr(self._held, "count", 0)
