@@ -45,10 +45,18 @@ class EpcAllocator:
             pages.extend(EpcPage(section.phys_addr + off, section.node)
                          for off in range(0, section.size, PAGE_SIZE))
         self._nodes = sorted(self._free)
+        self._node_pages = {node: len(pages) for node, pages in self._free.items()}
         self.total_pages = sum(len(pages) for pages in self._free.values())
         self.nr_free_pages = self.total_pages
         """``sgx_nr_free_pages``."""
         self.reclaimer = Reclaimer(self)
+
+    def node_usage(self) -> dict[int, tuple[int, int]]:
+        """Per NUMA node with EPC: (its EPC pages, how many are free). The first is what
+        ``/sys/devices/system/node/nodeN/x86/sgx_total_bytes`` reports in bytes."""
+        with self._lock:
+            return {node: (self._node_pages[node], len(self._free[node]))
+                    for node in self._nodes}
 
     def alloc(self, owner: object | None, *, reclaim: bool, node: int) -> EpcPage:
         """``sgx_alloc_epc_page``: a free page for ``owner``, from ``node`` (the caller's)
