@@ -3,6 +3,7 @@ thread data words the runtime reads, and the ABI constants shared with the C run
 
 from __future__ import annotations
 
+import itertools
 import re
 import struct
 from pathlib import Path
@@ -42,12 +43,20 @@ def test_an_ordinary_program_is_refused() -> None:
     true = Path("/bin/true")
     if not true.exists():
         pytest.skip("no /bin/true")
-    with pytest.raises(ImageError, match="PT_INTERP|not position-independent|relocation"):
+    with pytest.raises(ImageError, match=r"PT_INTERP|not position-independent|relocation"):
         EnclaveElf.read(true)
 
 
+def test_a_segment_too_large_for_an_enclave(basic_elf: Path) -> None:
+    data = bytearray(basic_elf.read_bytes())
+    phoff = struct.unpack_from("<Q", data, 32)[0]
+    struct.pack_into("<Q", data, phoff + 40, 1 << 48)  # the first PT_LOAD's p_memsz
+    with pytest.raises(ImageError, match="does not fit an enclave"):
+        EnclaveElf.parse(bytes(data), where="x")
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(ImageError, match="cannot read .*missing.elf"):
+    with pytest.raises(ImageError, match=r"cannot read .*missing\.elf"):
         EnclaveElf.read(tmp_path / "missing.elf")
 
 
@@ -77,7 +86,7 @@ def test_layout_invariants(elf: EnclaveElf, cfg: EnclaveConfig) -> None:
     layout = compute_layout(elf, cfg)
     assert layout.size & (layout.size - 1) == 0 and layout.size >= 2 * PAGE_SIZE
     regions = sorted(layout.regions, key=lambda r: r.offset)
-    for a, b in zip(regions, regions[1:], strict=False):
+    for a, b in itertools.pairwise(regions):
         assert a.end <= b.offset, (a.name, b.name)
     assert regions[-1].end <= layout.size
     for r in layout.regions:

@@ -140,7 +140,7 @@ def test_two_threads_at_once(enclave: Enclave) -> None:
     def work() -> None:
         try:
             results.extend(enclave.ecall("add", i, i) for i in range(20))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(3)]

@@ -26,6 +26,8 @@ ECALL_PREFIX = "__vsgx_ecall_"
 ENTRY_SYMBOL = "enclave_entry"
 R_X86_64_RELATIVE = 8
 PF_X, PF_W, PF_R = 1, 2, 4
+MAX_ELRANGE = 1 << 47
+"""The largest enclave vsgx lays out (SECS.SIZE; a user address space's worth)."""
 
 
 class ImageError(ValueError):
@@ -86,6 +88,10 @@ def _parse(elf: ELFFile, where: str) -> EnclaveElf:
         if kind != "PT_LOAD" or seg["p_memsz"] == 0:
             continue
         flags = seg["p_flags"]
+        if seg["p_vaddr"] + seg["p_memsz"] > MAX_ELRANGE or seg["p_filesz"] > seg["p_memsz"]:
+            raise ImageError(f"{where}: segment at {seg['p_vaddr']:#x} (memsz "
+                             f"{seg['p_memsz']:#x}, filesz {seg['p_filesz']:#x}) does not fit "
+                             "an enclave")
         if flags & PF_W and flags & PF_X:
             raise ImageError(f"{where}: segment at {seg['p_vaddr']:#x} is writable and "
                              "executable")

@@ -35,11 +35,10 @@ from vsgx.guest.uapi import (
     SGX_SECINFO_X,
 )
 from vsgx.sdk.config import EnclaveConfig
-from vsgx.sdk.elf import EnclaveElf, ImageError
+from vsgx.sdk.elf import MAX_ELRANGE, EnclaveElf, ImageError
 
 GUARD = PAGE_SIZE
 MIN_SIZE = 2 * PAGE_SIZE
-MAX_SIZE = 1 << 47
 _TD_WORDS = struct.Struct("<15Q")
 """The layout words at the start of a thread data page, VSGX_TD_STACK_TOP..VSGX_TD_DYNAMIC_SIZE."""
 
@@ -175,9 +174,9 @@ def compute_layout(elf: EnclaveElf, config: EnclaveConfig, *,
     size = MIN_SIZE
     while size < end:
         size <<= 1
-    if size > MAX_SIZE:
+    if size > MAX_ELRANGE:
         raise ImageError(f"{where}: the layout needs {end:#x} bytes of ELRANGE, more than "
-                         f"the {MAX_SIZE:#x} vsgx supports")
+                         f"the {MAX_ELRANGE:#x} vsgx supports")
     for t in placed:
         words = (t.stack_top, t.stack_limit, t.ssa, frame, config.ssa_frames, t.tcs, heap[0],
                  heap[1], size, t.index, config.tcs_count, t.exception_stack_top,

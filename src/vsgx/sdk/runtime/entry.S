@@ -25,7 +25,7 @@ enclave_entry:
     mov     %rsp, %gs:VSGX_TD_URSP
     mov     %rbp, %gs:VSGX_TD_URBP
     mov     %rcx, %gs:VSGX_TD_EXIT_ADDR
-    lea     __ehdr_start(%rip), %r11
+    lea     __vsgx_base(%rip), %r11
     mov     %r11, %gs:VSGX_TD_BASE
     ldmxcsr mxcsr_default(%rip)
     fninit

@@ -20,10 +20,13 @@ typedef struct {
     uint64_t d_val;
 } elf64_dyn;
 
-extern const uint8_t __ehdr_start[];
-extern const elf64_dyn _DYNAMIC[];
-extern const struct vsgx_ecall_entry __vsgx_ecalls_start[];
-extern const struct vsgx_ecall_entry __vsgx_ecalls_end[];
+/* Defined by the linker script and the linker; hidden, so every reference is PC-relative and
+ * works before the relocations are applied. */
+#define LINKER_SYMBOL extern __attribute__((visibility("hidden")))
+LINKER_SYMBOL const uint8_t __vsgx_base[];
+LINKER_SYMBOL const elf64_dyn _DYNAMIC[];
+LINKER_SYMBOL const struct vsgx_ecall_entry __vsgx_ecalls_start[];
+LINKER_SYMBOL const struct vsgx_ecall_entry __vsgx_ecalls_end[];
 
 uint64_t vsgx_trts_ocall_switch(void);
 void vsgx_trts_abort_ecall(void);
@@ -42,13 +45,13 @@ static inline void td_set(unsigned offset, uint64_t value)
     __asm__ volatile("mov %0, %%gs:(%1)" : : "r"(value), "r"((uint64_t)offset) : "memory");
 }
 
-void *vsgx_enclave_base(void) { return (void *)__ehdr_start; }
+void *vsgx_enclave_base(void) { return (void *)__vsgx_base; }
 size_t vsgx_enclave_size(void) { return td_get(VSGX_TD_ENCLAVE_SIZE); }
 unsigned vsgx_thread_index(void) { return (unsigned)td_get(VSGX_TD_THREAD_INDEX); }
 
 int vsgx_is_within_enclave(const void *p, size_t size)
 {
-    uint64_t start = (uint64_t)p, base = (uint64_t)__ehdr_start;
+    uint64_t start = (uint64_t)p, base = (uint64_t)__vsgx_base;
     if (start + size < start)
         return 0;
     return start >= base && start + size <= base + vsgx_enclave_size();
@@ -56,7 +59,7 @@ int vsgx_is_within_enclave(const void *p, size_t size)
 
 int vsgx_is_outside_enclave(const void *p, size_t size)
 {
-    uint64_t start = (uint64_t)p, base = (uint64_t)__ehdr_start;
+    uint64_t start = (uint64_t)p, base = (uint64_t)__vsgx_base;
     if (start + size < start)
         return 0;
     return start + size <= base || start >= base + vsgx_enclave_size();
@@ -90,7 +93,7 @@ static int relocate(void)
         return 0;
     if (__atomic_compare_exchange_n(&relocation_state, &expected, 1, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE)) {
-        uint64_t base = (uint64_t)__ehdr_start, rela = 0, relasz = 0;
+        uint64_t base = (uint64_t)__vsgx_base, rela = 0, relasz = 0;
         for (const elf64_dyn *d = _DYNAMIC; d->d_tag != DT_NULL; d++) {
             if (d->d_tag == DT_RELA)
                 rela = d->d_val;
@@ -206,7 +209,7 @@ int vsgx_register_exception_handler(vsgx_exception_handler handler)
 uint64_t vsgx_trts_exception(uint64_t cssa, uint8_t *shared)
 {
     (void)shared;
-    uint8_t *base = (uint8_t *)__ehdr_start;
+    uint8_t *base = (uint8_t *)__vsgx_base;
     uint64_t frame_size = td_get(VSGX_TD_SSA_FRAME_SIZE);
     uint8_t *frame = base + td_get(VSGX_TD_SSA) + (cssa - 1) * frame_size;
     sgx_gprsgx *gpr = (sgx_gprsgx *)(frame + frame_size - sizeof(sgx_gprsgx));
