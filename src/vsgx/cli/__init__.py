@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vsgx import __version__
-from vsgx.cli import machine, signing
+from vsgx.cli import demo, machine, sdk, signing
 
 EXIT_USAGE = 2
 
@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     isa.set_defaults(func=_cmd_isa)
     machine.register(sub)
     signing.register(sub)
+    sdk.register(sub)
+    demo.register(sub)
     return parser
 
 

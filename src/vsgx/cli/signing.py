@@ -105,20 +105,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             description="Write a new enclave signing key (PKCS#8 PEM, mode "
                                         "0600); an existing file is never overwritten.")
     keygen.add_argument("key", metavar="KEY.pem")
-    keygen.set_defaults(func=_guarded(cmd_keygen))
+    keygen.set_defaults(func=guarded(cmd_keygen))
     sig = sub.add_parser("sigstruct", help="print and verify a SIGSTRUCT",
                          description="Print every field of a 1808-byte SIGSTRUCT and verify "
                                      "its signature as EINIT does (exit 1 if it fails).")
     sig.add_argument("--json", action="store_true",
                      help="one JSON object keyed by the SDM field names in lower case")
     sig.add_argument("file", metavar="FILE")
-    sig.set_defaults(func=_guarded(cmd_sigstruct))
+    sig.set_defaults(func=guarded(cmd_sigstruct))
 
 
 Command = Callable[[argparse.Namespace], int]
 
 
-def _guarded(command: Command) -> Command:
+def guarded(command: Command) -> Command:
     """``command`` with its :class:`CliError` printed as one line, exit status 2."""
     def run(args: argparse.Namespace) -> int:
         try:

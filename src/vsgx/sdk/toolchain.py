@@ -45,10 +45,22 @@ def find_compiler(cc: str | None = None) -> str:
     name = cc or "gcc"
     path = shutil.which(name)
     if path is None:
-        raise BuildError(f"vsgx build needs a C compiler and '{name}' is not on PATH; "
-                         "install gcc (e.g. 'apt install gcc'), or use the prebuilt sample "
-                         "enclaves, which need no compiler")
+        where = "does not exist or is not executable" if "/" in name else "is not on PATH"
+        raise BuildError(f"vsgx build: needs a C compiler and '{name}' {where}; install gcc "
+                         "(e.g. 'apt install gcc'), or use the prebuilt sample enclaves, which "
+                         "need no compiler")
     return path
+
+
+def check_target(compiler: str) -> None:
+    """Enclaves are x86-64 code: refuse a compiler that targets anything else."""
+    done = subprocess.run([compiler, "-dumpmachine"], capture_output=True, text=True,
+                          check=False)
+    target = done.stdout.strip()
+    if done.returncode or not target.startswith("x86_64-"):
+        raise BuildError(f"vsgx build: {compiler} targets '{target or 'unknown'}', not x86-64; "
+                         "enclaves are x86-64 code: use a cross compiler, e.g. "
+                         "--cc x86_64-linux-gnu-gcc")
 
 
 def compiler_version(cc: str | None = None) -> str:
@@ -74,7 +86,7 @@ def _run(argv: Sequence[str], what: str) -> None:
     done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
     if done.returncode:
         output = (done.stderr or done.stdout).strip()
-        raise BuildError(f"{what} failed (exit {done.returncode}):\n{output}")
+        raise BuildError(f"vsgx build: {what} failed (exit {done.returncode}):\n{output}")
 
 
 def build(sources: Sequence[str | Path], output: str | Path, config: EnclaveConfig, *,
@@ -82,6 +94,7 @@ def build(sources: Sequence[str | Path], output: str | Path, config: EnclaveConf
           extra_cflags: Sequence[str] = ()) -> Path:
     """Compile ``sources`` (C or assembly) with the trusted runtime into ``output``."""
     compiler = find_compiler(cc)
+    check_target(compiler)
     if not sources:
         raise BuildError("vsgx build: no source files")
     runtime = runtime_dir()
