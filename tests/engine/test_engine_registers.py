@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vsgx.engine import Registers
+from vsgx.engine.registers import RAX, RBX, RIP
 
 
 def test_registers_default_to_zero_with_rflags_bit_1() -> None:
@@ -31,3 +32,11 @@ def test_copy_and_equality() -> None:
 def test_unknown_register_is_refused() -> None:
     with pytest.raises(TypeError, match="unknown register 'eip'"):
         Registers(eip=1)
+
+
+def test_named_registers_and_the_batch_buffer_are_the_same_storage() -> None:
+    regs = Registers(rip=0x1000)
+    assert regs.buffer[RIP] == 0x1000
+    regs.buffer[RAX] = 7
+    regs.rbx = (1 << 64) + 5
+    assert (regs.rax, regs.buffer[RBX]) == (7, 5)

@@ -22,6 +22,7 @@ from engine_harness import (
     RO_MAGIC,
     SECINFO_PAGE,
     SSA0,
+    STUB,
     STUB_END,
     TCS0,
     UNTRUSTED,
@@ -248,3 +249,72 @@ def test_aex_notify_eresume_enters_at_oentry(plat: Platform, table: PageTable) -
     assert regs.r9 == 1 and regs.rbx == regs.rip == STUB_END
     assert tcs_state(plat, enclave).cssa == 1
     assert regs.rcx == AEP
+
+
+# -- an EEXIT that lands on stop_at ends the run from the ENCLU hook -------------------------------
+
+OUTSIDE = 0x60_0000
+WRITE_DATA_THEN_EEXIT_TO_RDX = asm(
+    "488937",                  # mov [rdi], rsi        ; an enclave-view translation of DATA
+    "4889d3",                  # mov rbx, rdx          ; the EEXIT target
+    "b804000000",              # mov eax, 4
+) + ENCLU                      # enclu (EEXIT)
+
+
+def test_after_an_eexit_at_stop_at_outside_code_sees_the_abort_page(
+        plat: Platform, table: PageTable) -> None:
+    """The run the EEXIT ended leaves no enclave translation behind: the next run, outside,
+    reads the EPC page the enclave wrote as all ones and cannot execute the enclave's code
+    page (SDM 38.5: abort-page semantics; EEXIT's "abort page semantics on the next
+    destination")."""
+    enclave = standard_enclave(plat, table, WRITE_DATA_THEN_EEXIT_TO_RDX)
+    plat.code(table, OUTSIDE, asm(
+        "488b07",      # mov rax, [rdi]        ; rdi = DATA
+        "ffe6",        # jmp rsi               ; rsi = CODE
+    ))
+    with plat.vcpu() as vcpu:
+        out, regs = ecall(vcpu, table, rdi=DATA, rsi=0x1234, rdx=STUB_END)
+        assert out.reason is ExitReason.STOP and not vcpu.in_enclave
+        assert regs.rip == STUB_END and regs.rcx == AEP
+        regs = Registers(rip=OUTSIDE, rdi=DATA, rsi=CODE)
+        out = vcpu.run(table, regs, stop_at=OUTSIDE + 0x100)
+    assert regs.rax == (1 << 64) - 1
+    assert (out.reason, out.vector, out.aex, regs.rip) == (ExitReason.EXCEPTION, Vector.UD,
+                                                           False, CODE)
+    assert plat.epc_read(enclave.epc(DATA), 8) == (0x1234).to_bytes(8, "little")
+
+
+def test_eexit_elsewhere_continues_outside_without_the_enclave_view(
+        plat: Platform, table: PageTable) -> None:
+    """An EEXIT to an address other than stop_at goes on executing there, outside enclave
+    mode, in the same run."""
+    standard_enclave(plat, table, WRITE_DATA_THEN_EEXIT_TO_RDX)
+    plat.code(table, OUTSIDE, asm("488b07"))  # mov rax, [rdi]
+    with plat.vcpu() as vcpu:
+        regs = Registers(rip=STUB, rbx=TCS0, rcx=AEP, rsp=UNTRUSTED + 0x3F00, rdi=DATA,
+                         rsi=0x1234, rdx=OUTSIDE)
+        out = vcpu.run(table, regs, stop_at=OUTSIDE + 3)
+        assert out.reason is ExitReason.STOP and not vcpu.in_enclave
+    assert (regs.rip, regs.rcx, regs.rax) == (OUTSIDE + 3, AEP, (1 << 64) - 1)
+
+
+def test_runs_after_an_eexit_at_stop_at_start_from_the_callers_registers(
+        plat: Platform, table: PageTable) -> None:
+    """The state an EEXIT at stop_at leaves in the engine is the enclave's (FS/GS bases
+    restored, RIP at the ENCLU): the next run starts from the registers it is given, ECALL or
+    not."""
+    code = asm(
+        "644c8b0c2500000000",  # mov r9, fs:[0]         ; FS base = BASE + OFSBASGX
+        "488d1437",            # lea rdx, [rdi + rsi]
+    ) + EEXIT_TO_RCX
+    standard_enclave(plat, table, code)
+    plat.write_linear(table, UNTRUSTED, (0xF5F5).to_bytes(8, "little"))
+    plat.code(table, OUTSIDE, asm("64488b042500000000"))  # mov rax, fs:[0]
+    with plat.vcpu() as vcpu:
+        for rdi in (1, 2, 3):
+            out, regs = ecall(vcpu, table, rdi=rdi, rsi=40, fs_base=UNTRUSTED)
+            assert out.reason is ExitReason.STOP
+            assert (regs.rdx, regs.r9, regs.fs_base) == (rdi + 40, FS_MAGIC, UNTRUSTED)
+        regs = Registers(rip=OUTSIDE, fs_base=UNTRUSTED)
+        assert vcpu.run(table, regs, stop_at=OUTSIDE + 9).reason is ExitReason.STOP
+    assert regs.rax == 0xF5F5

@@ -1,83 +1,65 @@
 """The register file a run starts from and ends with: the 64-bit GPRs, RIP, RFLAGS and the FS/GS
 bases (the state GPRSGX saves, SDM Vol. 3D 38.9.1, less the SGX-only fields).
 
-:class:`Registers` keeps its values in one ctypes buffer laid out like the engine's register
-batch, so handing it to Unicorn and back is two ``memmove`` calls. The index constants name the
-slots for the engine's own use.
+:class:`Registers` is a ctypes structure laid out like the engine's register batch, so handing
+it to Unicorn and back is one batch call each way, and each named register is a C-level field
+(a 64-bit unsigned slot: assigning wraps modulo 2**64, as the register does). The index
+constants name the slots of :attr:`Registers.buffer` for the engine's own use.
 """
 
 from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterator
-from typing import overload
 
-from vsgx.engine.native import PointerArray, RegisterArray, pointers, register_array
+from vsgx.engine.native import PointerArray, RegisterArray, pointers
 
 NAMES = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
          "r12", "r13", "r14", "r15", "rip", "rflags", "fs_base", "gs_base")
 (RAX, RBX, RCX, RDX, RSI, RDI, RBP, RSP, R8, R9, R10, R11, R12, R13, R14, R15, RIP, RFLAGS,
  FS_BASE, GS_BASE) = range(len(NAMES))
 SIZE = 8 * len(NAMES)
-MASK64 = (1 << 64) - 1
 
 RFLAGS_FIXED = 1 << 1
 """RFLAGS bit 1 always reads as 1."""
 
 
-class _Register:
-    """One named slot of :class:`Registers`."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    @overload
-    def __get__(self, obj: None, owner: type[Registers]) -> _Register: ...
-
-    @overload
-    def __get__(self, obj: Registers, owner: type[Registers]) -> int: ...
-
-    def __get__(self, obj: Registers | None, owner: type[Registers]) -> int | _Register:
-        if obj is None:
-            return self
-        return int(obj.buffer[self.index])
-
-    def __set__(self, obj: Registers, value: int) -> None:
-        obj.buffer[self.index] = value & MASK64
-
-
-class Registers:
+class Registers(ctypes.Structure):
     """GPRs, RIP, RFLAGS and FS/GS base of one logical processor; unset registers are 0
-    (RFLAGS defaults to its fixed bit 1). ``buffer`` holds the values and ``pointers``
-    points at each, ready for a register batch."""
+    (RFLAGS defaults to its fixed bit 1). ``buffer`` is the same bytes as an array indexed by
+    the slot constants and ``pointers`` points at each slot, ready for a register batch."""
 
+    _fields_ = [(name, ctypes.c_uint64) for name in NAMES]
     __slots__ = ("buffer", "pointers")
 
-    rax = _Register(RAX)
-    rbx = _Register(RBX)
-    rcx = _Register(RCX)
-    rdx = _Register(RDX)
-    rsi = _Register(RSI)
-    rdi = _Register(RDI)
-    rbp = _Register(RBP)
-    rsp = _Register(RSP)
-    r8 = _Register(R8)
-    r9 = _Register(R9)
-    r10 = _Register(R10)
-    r11 = _Register(R11)
-    r12 = _Register(R12)
-    r13 = _Register(R13)
-    r14 = _Register(R14)
-    r15 = _Register(R15)
-    rip = _Register(RIP)
-    rflags = _Register(RFLAGS)
-    fs_base = _Register(FS_BASE)
-    gs_base = _Register(GS_BASE)
+    rax: int
+    rbx: int
+    rcx: int
+    rdx: int
+    rsi: int
+    rdi: int
+    rbp: int
+    rsp: int
+    r8: int
+    r9: int
+    r10: int
+    r11: int
+    r12: int
+    r13: int
+    r14: int
+    r15: int
+    rip: int
+    rflags: int
+    fs_base: int
+    gs_base: int
+    buffer: RegisterArray
+    pointers: PointerArray
 
     def __init__(self, **values: int) -> None:
-        self.buffer: RegisterArray = register_array()
-        self.pointers: PointerArray = pointers(self.buffer, 8, len(NAMES))
-        self.buffer[RFLAGS] = RFLAGS_FIXED
+        super().__init__()
+        self.buffer = (ctypes.c_uint64 * len(NAMES)).from_buffer(self)
+        self.pointers = pointers(self.buffer, 8, len(NAMES))
+        self.rflags = RFLAGS_FIXED
         for name, value in values.items():
             if name not in NAMES:
                 raise TypeError(f"unknown register {name!r}")

@@ -11,7 +11,9 @@ on different threads execute in parallel. Nothing here is hooked per instruction
 * **ENCLU and ENCLS** are undefined opcodes to Unicorn and reach the engine through its
   invalid-instruction hook; EENTER, ERESUME and EEXIT switch enclave mode in the same Unicorn
   instance by flushing its TLB (the SDM's ``Flush_linear_context``), the other leaves go to the
-  processor model. **CPUID**, **SYSCALL/SYSENTER** and **INT n** have their own hooks.
+  processor model. An EEXIT whose target is the run's ``stop_at`` (an ECALL returning) ends the
+  run from the hook, with the state EEXIT computed as the final one. **CPUID**,
+  **SYSCALL/SYSENTER** and **INT n** have their own hooks.
 * **Faults** in enclave mode become an AEX (:mod:`.transitions`) and are then delivered, like
   faults outside, to the caller as an :class:`~vsgx.engine.exits.Exit`.
 
@@ -41,6 +43,7 @@ from vsgx.engine.exits import STOPPED, Exit, ExitReason
 from vsgx.engine.native import (
     ERR_OK,
     FETCH,
+    GPR_COUNT,
     READ,
     WRITE,
     RegisterArray,
@@ -132,6 +135,9 @@ class Vcpu:
         self._aspace: AddressSpace | None = None
         self._regs = Registers()
         """The register file of the run in progress (the caller's :class:`Registers`)."""
+        self._stop_at = 0
+        self._finished = False
+        """An EEXIT landed on ``stop_at`` and ended the run with ``_regs`` final."""
         self._counting = False
         self._outside: Tlb = {}
         self._inside: dict[int, Tlb] = {}
@@ -149,6 +155,11 @@ class Vcpu:
         self._error: BaseException | None = None
         self._kicked = False
         uc = self._uc
+        self._start = uc.start
+        self._stop = uc.stop
+        self._flush = uc.flush_tlb
+        self._load = uc.load_registers
+        self._store = uc.store_registers
         uc.hook_tlb_fill(self._fill)
         uc.hook_unmapped(self._unmapped)
         uc.hook_invalid(self._invalid)
@@ -164,7 +175,7 @@ class Vcpu:
         ends with an INTERRUPT exit, after an AEX when it is in enclave mode. Without a run
         in progress it does nothing (the caller retries while it still needs the exit)."""
         self._kicked = True
-        self._uc.stop()
+        self._stop()
 
     @property
     def in_enclave(self) -> bool:
@@ -188,9 +199,11 @@ class Vcpu:
             self._uc.flush_translations()
         self._counting = bool(count)
         self._regs = regs
-        self._uc.store_registers(regs.pointers)
+        self._stop_at = stop_at
         self._trap = None
-        status = self._uc.start(regs.buffer[RIP], stop_at, timeout_us, count)
+        self._finished = False
+        self._store(regs.pointers, GPR_COUNT)
+        status = self._start(regs.rip, stop_at, timeout_us, count)
         return self._conclude(status, stop_at, count > 0)
 
     def flush_tlb(self) -> None:
@@ -200,7 +213,7 @@ class Vcpu:
             tlb.clear()
         self._entries.clear()
         self._pending.clear()
-        self._uc.flush_tlb()
+        self._flush()
 
     def close(self) -> None:
         self._uc.close()
@@ -226,16 +239,21 @@ class Vcpu:
             self._entries.clear()
             if self._pending:
                 self._pending.clear()
-                self._uc.flush_tlb()
+                self._flush()
 
     def _switch(self, session: transitions.Session | None) -> None:
         """Enter or leave enclave mode: other translation rules, and a TLB flush."""
         self._session = session
         self._context = None
-        self._tlb = self._outside if session is None else self._inside.setdefault(
-            session.thread.secs, {})
+        if session is None:
+            self._tlb = self._outside
+        else:
+            tlb = self._inside.get(session.thread.secs)
+            if tlb is None:
+                tlb = self._inside[session.thread.secs] = {}
+            self._tlb = tlb
         self._pending.clear()
-        self._uc.flush_tlb()
+        self._flush()
 
     def _aspace_now(self) -> AddressSpace:
         assert self._aspace is not None
@@ -269,11 +287,11 @@ class Vcpu:
     def _fail(self, exc: BaseException) -> None:
         if self._error is None:
             self._error = exc
-        self._uc.stop()
+        self._stop()
 
     def _raise(self, trap: _Trap) -> None:
         self._trap = trap
-        self._uc.stop()
+        self._stop()
 
     def _fill(self, _handle: int, va: int, access: int, entry: int, _user: Any) -> bool:
         """A TLB miss: remembered, or decided by the access-control rules and remembered.
@@ -325,7 +343,7 @@ class Vcpu:
         """#UD in Unicorn: ENCLU and ENCLS are emulated, other undefined opcodes are #UD."""
         try:
             regs = self._regs
-            self._uc.load_registers(regs.pointers)
+            self._load(regs.pointers, GPR_COUNT)
             if self._snapshot is None:
                 rip = regs.buffer[RIP]
                 off = rip & (PAGE_SIZE - 1)
@@ -339,7 +357,7 @@ class Vcpu:
                 else:
                     self._raise(_Trap(ExitReason.EXCEPTION, int(Vector.UD)))
             else:
-                self._uc.stop()
+                self._stop()
         except SgxFault as fault:
             self._raise(_Trap(ExitReason.EXCEPTION, int(fault.vector), fault.error_code,
                               fault.address or 0))
@@ -356,15 +374,15 @@ class Vcpu:
             if self._snapshot is not None:
                 return True
             regs = self._regs
-            self._uc.load_registers(regs.pointers)
+            self._load(regs.pointers, GPR_COUNT)
             values = regs.buffer
             if self._session is None:
                 values[RAX], values[RBX], values[RCX], values[RDX] = self._cpuid(
                     values[RAX] & _MASK32, values[RCX] & _MASK32)
-                self._uc.store_registers(regs.pointers, 4)
+                self._store(regs.pointers, 4)
             else:
                 self._snapshot = bytes(values)
-                self._uc.flush_tlb()
+                self._flush()
                 self._raise(_Trap(ExitReason.EXCEPTION, int(Vector.UD)))
         except BaseException as exc:
             self._fail(exc)
@@ -372,7 +390,7 @@ class Vcpu:
 
     def _current_rip(self) -> int:
         regs = self._regs
-        self._uc.load_registers(regs.pointers)
+        self._load(regs.pointers, GPR_COUNT)
         return int(regs.buffer[RIP])
 
     def _system_call(self, reason: ExitReason) -> None:
@@ -380,7 +398,7 @@ class Vcpu:
         try:
             rip = self._current_rip()
             if self._snapshot is not None:
-                self._uc.stop()
+                self._stop()
             elif self._session is None:
                 self._raise(_Trap(reason))
             else:
@@ -395,7 +413,7 @@ class Vcpu:
         try:
             rip = self._current_rip()
             if self._snapshot is not None:
-                self._uc.stop()
+                self._stop()
             elif intno == Vector.BP and self._code(rip - 1, 1) == _INT3:
                 self._raise(_Trap(ExitReason.EXCEPTION, intno))
             elif self._code(rip - 2, 2) == bytes((_INT_N, intno)):
@@ -419,7 +437,7 @@ class Vcpu:
         if result.rbx is not None:
             values[RBX] = result.rbx
         values[RIP] = rip + transitions.ENCLU_LENGTH
-        self._uc.store_registers(regs.pointers)
+        self._store(regs.pointers, GPR_COUNT)
         self._sync_epcm()
 
     def _enclu(self, regs: Registers, rip: int) -> None:
@@ -441,14 +459,21 @@ class Vcpu:
                 raise gp(f"ENCLU leaf {leaf:#x} outside an enclave")
             s, sse = transitions.enter(cpu, self._aspace_now(), self.lp, values,
                                        resume=leaf == _ERESUME, cache=self._entries)
-            self._uc.store_registers(regs.pointers)
+            self._store(regs.pointers, GPR_COUNT)
             if sse is not None:
                 self._uc.write_sse(sse)
             self._switch(s)
         elif leaf == _EEXIT:
             transitions.eexit(cpu, self.lp, s, values)
-            self._uc.store_registers(regs.pointers)
             self._switch(None)
+            if values[RIP] == self._stop_at:
+                # The run ends exactly where the EEXIT lands: stop here with ``regs`` as the
+                # final state instead of handing it to Unicorn to reach ``stop_at`` (the next
+                # run stores every register anyway).
+                self._finished = True
+                self._stop()
+            else:
+                self._store(regs.pointers, GPR_COUNT)
         elif leaf == _EENTER or leaf == _ERESUME:
             raise gp("EENTER/ERESUME in enclave mode")
         else:
@@ -475,8 +500,10 @@ class Vcpu:
             error, self._error = self._error, None
             self._snapshot = None
             raise error
+        if self._finished:
+            return STOPPED
         regs = self._regs
-        self._uc.load_registers(regs.pointers)
+        self._load(regs.pointers, GPR_COUNT)
         values = regs.buffer
         trap = self._trap
         if self._snapshot is not None:
@@ -500,7 +527,7 @@ class Vcpu:
                 trap = (_Trap(ExitReason.HLT) if self._session is None else
                         _Trap(ExitReason.EXCEPTION, int(Vector.GP), rip=rip - 1))
         result = self._deliver(trap, values)
-        self._uc.store_registers(regs.pointers)
+        self._store(regs.pointers, GPR_COUNT)
         return result
 
     def _deliver(self, trap: _Trap, regs: RegisterArray) -> Exit:
@@ -514,7 +541,7 @@ class Vcpu:
                 regs[R11] = regs[RFLAGS]
             elif trap.reason is ExitReason.EXCEPTION:
                 self._pending.clear()
-                self._uc.flush_tlb()
+                self._flush()
             return Exit(trap.reason, trap.vector, trap.error_code, trap.address)
         cause = (None if trap.reason is ExitReason.INTERRUPT else
                  transitions.Cause(trap.vector, trap.error_code, trap.address))
