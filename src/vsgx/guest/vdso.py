@@ -136,6 +136,7 @@ class VdsoSgx:
         self._cpus = cpus
         self._handlers: dict[int, UserHandler] = {}
         self._stacks: dict[int, int] = {}
+        self._run_pins: dict[int, tuple[tuple[int, int], memoryview]] = {}
         self._lock = threading.Lock()
         base = process.mmap(VDSO_BASE, PAGE_SIZE, PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS)  # a hint: never over a user mapping
@@ -169,7 +170,8 @@ class VdsoSgx:
         """``__vdso_sgx_enter_enclave(rdi, rsi, rdx, function, r8, r9, run)``: returns 0 (or
         a handler's result <= 0), or -EINVAL for a bad ``function`` or non-zero reserved
         bytes; an unreadable ``run`` is an OSError(EFAULT) as the vDSO's load would fault."""
-        raw = self._process.read_memory(run, RUN_SIZE)
+        view = self._run_view(run)
+        raw = bytes(view) if view is not None else self._process.read_memory(run, RUN_SIZE)
         tcs, _, _, _, _, handler, _ = _RUN.unpack_from(raw)
         if function not in (EncluLeaf.EENTER, EncluLeaf.ERESUME) or any(raw[_RUN.size:]):
             return -EINVAL
@@ -221,8 +223,34 @@ class VdsoSgx:
         return handler(regs.rdi, regs.rsi, regs.rdx, regs.rsp, regs.r8, regs.r9, run)
 
     def _tcs(self, run: int) -> int:
-        tcs: int = _RUN.unpack_from(self._process.read_memory(run, _RUN.size))[0]
+        view = self._run_view(run)
+        raw = bytes(view[:_RUN.size]) if view is not None else self._process.read_memory(
+            run, _RUN.size)
+        tcs: int = _RUN.unpack_from(raw)[0]
         return tcs
 
+    def _run_view(self, run: int) -> memoryview | None:
+        """``struct sgx_enclave_run`` as the vDSO's own loads and stores see it: a view of the
+        process page holding it (when it does not straddle pages and the page is writable),
+        kept until the address space's translations change."""
+        mm = self._process.mm
+        key = (run, mm.generation)
+        cached = self._run_pins.get(threading.get_ident())
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if run % PAGE_SIZE > PAGE_SIZE - RUN_SIZE:
+            return None
+        try:
+            page = mm.pin_user_page(run)
+        except OSError:
+            return None
+        view = page[run % PAGE_SIZE:run % PAGE_SIZE + RUN_SIZE]
+        self._run_pins[threading.get_ident()] = (key, view)
+        return view
+
     def _store(self, run: int, data: bytes, offset: int) -> None:
-        self._process.write_memory(run + offset, data)
+        view = self._run_view(run)
+        if view is None:
+            self._process.write_memory(run + offset, data)
+        else:
+            view[offset:offset + len(data)] = data
