@@ -2,7 +2,9 @@
 guest code in one Unicorn instance, with SGX enclave mode (ARCHITECTURE decisions 2-5).
 
 Use one :class:`Vcpu` per host thread; Unicorn releases the GIL while guest code runs, so Vcpus
-on different threads execute in parallel. Nothing here is hooked per instruction:
+on different threads execute in parallel, except that the Vcpus inside one enclave take turns
+(:mod:`.gate`: Unicorn's atomic instructions are atomic only within one instance). Nothing
+here is hooked per instruction:
 
 * **Memory** is the VM's own RAM and EPC, mapped zero-copy (:mod:`.physical`). Translation runs
   in a TLB-fill hook that Unicorn calls only on TLB misses; it applies the guest page tables
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -40,6 +44,7 @@ from vsgx.cpu.fault import SgxFault, gp, ud
 from vsgx.cpu.processor import EnclaveContext, LeafResult, SgxProcessor
 from vsgx.engine import transitions
 from vsgx.engine.exits import STOPPED, Exit, ExitReason
+from vsgx.engine.gate import EnclaveGate, EnclaveGates
 from vsgx.engine.native import (
     ERR_OK,
     FETCH,
@@ -90,6 +95,19 @@ _MASK32 = 0xFFFF_FFFF
 Tlb = dict[int, tuple[bytes, int, memoryview | None]]
 """Remembered translations: linear page -> (the TLB entry's bytes, its permissions, a view of
 the page for the engine's own reads; None for the abort page)."""
+
+
+_GATES: weakref.WeakKeyDictionary[SgxProcessor, EnclaveGates] = weakref.WeakKeyDictionary()
+_GATES_LOCK = threading.Lock()
+
+
+def _gates_of(processor: SgxProcessor) -> EnclaveGates:
+    """The enclave gates all Vcpus of ``processor`` share."""
+    with _GATES_LOCK:
+        gates = _GATES.get(processor)
+        if gates is None:
+            gates = _GATES[processor] = EnclaveGates()
+        return gates
 
 
 class EngineError(RuntimeError):
@@ -146,6 +164,9 @@ class Vcpu:
         self._epcm = processor.epcm
         self._generation = processor.epcm.generation
         self._session: transitions.Session | None = None
+        self._gates = _gates_of(processor)
+        self._gate: EnclaveGate | None = None
+        """The enclave gate this vCPU holds while it runs in enclave mode."""
         self._context: EnclaveContext | None = None
         self._pending: dict[int, Fault] = {}
         """Faults decided by fills, by linear page; each has a fault-window TLB entry, so
@@ -203,8 +224,13 @@ class Vcpu:
         self._trap = None
         self._finished = False
         self._store(regs.pointers, GPR_COUNT)
-        status = self._start(regs.rip, stop_at, timeout_us, count)
-        return self._conclude(status, stop_at, count > 0)
+        if self._session is not None:  # continuing inside an enclave
+            self._take_turn(self._session.thread.secs)
+        try:
+            status = self._start(regs.rip, stop_at, timeout_us, count)
+            return self._conclude(status, stop_at, count > 0)
+        finally:
+            self._end_turn()
 
     def flush_tlb(self) -> None:
         """Forget every translation, as a CR3 reload does: call after changing mappings."""
@@ -241,13 +267,26 @@ class Vcpu:
                 self._pending.clear()
                 self._flush()
 
+    def _take_turn(self, secs: int) -> None:
+        """Wait for this vCPU's turn inside the enclave of SECS page ``secs`` (:mod:`.gate`)."""
+        self._gate = self._gates[secs]
+        self._gate.enter(self)
+
+    def _end_turn(self) -> None:
+        if self._gate is not None:
+            self._gate.leave(self)
+            self._gate = None
+
     def _switch(self, session: transitions.Session | None) -> None:
-        """Enter or leave enclave mode: other translation rules, and a TLB flush."""
+        """Enter or leave enclave mode: other translation rules, a TLB flush, and the turn
+        to run inside the enclave."""
+        self._end_turn()
         self._session = session
         self._context = None
         if session is None:
             self._tlb = self._outside
         else:
+            self._take_turn(session.thread.secs)
             tlb = self._inside.get(session.thread.secs)
             if tlb is None:
                 tlb = self._inside[session.thread.secs] = {}
