@@ -21,7 +21,7 @@ from pathlib import Path
 
 from vsgx.sdk.config import EnclaveConfig
 
-RUNTIME_SOURCES = ("entry.S", "trts.c", "mem.c", "heap.c", "enclu.c", "seal.c",
+RUNTIME_SOURCES = ("entry.S", "trts.c", "mem.c", "heap.c", "enclu.c", "rand.c", "seal.c",
                    "crypto/aes.c", "crypto/gcm.c", "crypto/cmac.c")
 CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-ffreestanding", "-fPIE",
           "-fvisibility=hidden", "-fno-stack-protector", "-fno-asynchronous-unwind-tables",

@@ -27,23 +27,6 @@ _Static_assert(__builtin_offsetof(sealed_header, payload_tag) + 16 == SEALED_HEA
 #define SEAL_FLAGS_MASK 0xFF0000000000000BULL
 #define SEAL_MISC_MASK 0xF0000000u
 
-static int random_bytes(uint8_t *out, size_t n)
-{
-    while (n) {
-        uint64_t value;
-        unsigned char ok = 0;
-        for (int tries = 0; tries < 10 && !ok; tries++)
-            __asm__ volatile("rdrand %0; setc %1" : "=r"(value), "=qm"(ok) : : "cc");
-        if (!ok)
-            return VSGX_ERROR_KEY;
-        size_t take = n < 8 ? n : 8;
-        memcpy(out, &value, take);
-        out += take;
-        n -= take;
-    }
-    return 0;
-}
-
 size_t vsgx_sealed_size(size_t aad_size, size_t text_size)
 {
     if (aad_size > UINT32_MAX || text_size > UINT32_MAX - aad_size)
@@ -72,9 +55,8 @@ int vsgx_seal(uint16_t key_policy, const void *aad, size_t aad_size, const void 
     memcpy(h->key_request.cpusvn, self.body.cpusvn, sizeof self.body.cpusvn);
     h->key_request.attributemask.flags = SEAL_FLAGS_MASK;
     h->key_request.miscmask = SEAL_MISC_MASK;
-    status = random_bytes(h->key_request.keyid, sizeof h->key_request.keyid);
-    if (status)
-        return status;
+    if (vsgx_read_rand(h->key_request.keyid, sizeof h->key_request.keyid))
+        return VSGX_ERROR_KEY;
     h->plain_text_offset = (uint32_t)text_size;
     h->payload_size = (uint32_t)(text_size + aad_size);
     uint8_t key[16];

@@ -45,6 +45,10 @@ int vsgx_copy_from_untrusted(void *dst, const void *untrusted_src, size_t size);
 int vsgx_copy_to_untrusted(void *untrusted_dst, const void *src, size_t size);
 #define VSGX_ERROR_INVALID_PARAMETER 0x10
 
+/* Random bytes from RDRAND; VSGX_ERROR_RANDOM when the hardware had none to give. */
+int vsgx_read_rand(void *buf, size_t size);
+#define VSGX_ERROR_RANDOM 0x13
+
 /* This thread and the enclave's layout. */
 void *vsgx_enclave_base(void);
 size_t vsgx_enclave_size(void);
