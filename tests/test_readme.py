@@ -12,7 +12,7 @@ CI_RUN = ROOT / ".ci" / "run"
 
 MAIN_JOB = (
     "python3 -m venv .venv && .venv/bin/pip install . && "
-    ".venv/bin/vsgx isa examples/isa/quickstart.json"
+    ".venv/bin/vsgx demo"
 )
 TEST_COMMAND = (
     "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/ruff check . && "

@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 SEED_NUMA = """-machine q35 -m 4G -smp 4
@@ -110,7 +111,7 @@ def _guest_view(console: Console, vm: Any) -> None:
                   f"{', '.join(vm.guest.devices)}")
     for line in vm.guest.dmesg:
         if "sgx:" in line or "SRAT: Node" in line:
-            console.print(f"  [dim]dmesg[/] {line}", markup=True, highlight=False)
+            console.print(f"  [dim]dmesg[/] {escape(line)}", highlight=False)
 
 
 def _samples_table(console: Console, name: str, rows: list[tuple[str, str]]) -> None:
@@ -166,7 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     demo = Demo(console, args.verbose)
     console.rule("vsgx demo: a virtual SGX machine, its guest, and real enclaves")
     console.print(f"QEMU options (the seed page's NUMA example):\n  {SEED_NUMA}", markup=False,
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
     vm = demo.step("boot the NUMA machine (2 nodes, 64 MiB + 28 MiB EPC, prealloc=on)",
                    lambda: _boot(Machine))
     if vm is None:
