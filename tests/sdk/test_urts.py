@@ -19,6 +19,7 @@ from vsgx.sdk import (
     EnclaveError,
     EnclaveFault,
     EnclaveImage,
+    EnclaveLost,
     ImageError,
     LoadError,
     OcallContext,
@@ -197,3 +198,22 @@ def test_closed_enclave_refuses_calls(vm: vsgx.Machine, basic_elf: Path) -> None
     with pytest.raises(EnclaveError, match="closed"):
         e.ecall("add", 1, 2)
     e.close()  # idempotent
+
+
+def test_enclave_lost_after_reset_is_rebuilt(basic_elf: Path) -> None:
+    from sgx_user import machine
+
+    with machine() as vm:
+        proc = vm.guest.spawn()
+        kept = Enclave.load(proc, basic_elf, key=signing_key())
+        given_up = Enclave.load(proc, basic_elf, key=signing_key(), recover=False)
+        assert kept.ecall("add", 1, 2) == 3
+        vm.system_reset()  # the virtual EPC is reset: every enclave's pages are gone
+        with pytest.raises(EnclaveLost, match="rebuilt with the same MRENCLAVE") as info:
+            kept.ecall("add", 1, 2)
+        assert info.value.recreated and kept.generation == 1
+        out = bytearray(32)
+        assert kept.ecall("mrenclave", out) == 0 and bytes(out) == kept.mrenclave
+        with pytest.raises(EnclaveLost) as info:
+            given_up.ecall("add", 1, 2)
+        assert not info.value.recreated
