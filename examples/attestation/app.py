@@ -18,16 +18,15 @@ Run it on a machine with SGX::
 from __future__ import annotations
 
 import hashlib
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-import vsgx.crypto
 from vsgx.arch import REPORT, TARGETINFO
 from vsgx.guest import Process
 from vsgx.sdk import Enclave, EnclaveImage
+from vsgx.sdk.sample import check, main
 
 ENCLAVE = Path(__file__).parent / "enclave.elf"
 PAYLOAD = hashlib.sha256(b"the prover's public key").digest()
@@ -43,15 +42,6 @@ STATUS_NAMES = {SUCCESS: "verified", ERROR_MAC_MISMATCH: "rejected (MAC mismatch
                 ERROR_NONCE: "rejected (nonce not outstanding: a replay)"}
 REPORTDATA_OFFSET = 320
 """REPORTBODY.REPORTDATA's offset in a REPORT (SDM Table 38-21)."""
-
-
-class CheckFailed(Exception):
-    """A step of the sample did not give the expected result."""
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
 
 
 def challenge(verifier: Enclave) -> tuple[bytes, bytes]:
@@ -125,8 +115,4 @@ def run(proc: Process, key: RSAPrivateKey) -> list[tuple[str, str]]:
 
 
 if __name__ == "__main__":
-    machine = globals().get("vm")
-    if machine is None:
-        sys.exit("run this sample on a machine: vsgx run <machine options> -- " + __file__)
-    for what, outcome in run(machine.guest.spawn(), vsgx.crypto.generate_signing_key()):
-        print(f"{what}: {outcome}")
+    main(run, globals(), __file__)

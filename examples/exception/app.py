@@ -17,18 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from vsgx.arch import PAGE_SIZE, Vector
 from vsgx.guest import Process
 from vsgx.sdk import Enclave, EnclaveFault
+from vsgx.sdk.sample import CheckFailed, check, main
 
 ENCLAVE = Path(__file__).parent / "enclave.elf"
 U64_MAX = (1 << 64) - 1
-
-
-class CheckFailed(RuntimeError):
-    """A step of the sample did not give what it should."""
-
-
-def check(condition: bool, what: str) -> None:
-    if not condition:
-        raise CheckFailed(what)
 
 
 def expect_fault(enclave: Enclave, name: str, *args: int) -> EnclaveFault:
@@ -90,8 +82,4 @@ def run(proc: Process, key: RSAPrivateKey) -> list[tuple[str, str]]:
 
 
 if __name__ == "__main__":
-    import vsgx.crypto
-
-    vm = globals()["vm"]
-    for what, outcome in run(vm.guest.spawn(), vsgx.crypto.generate_signing_key()):
-        print(f"{what:28} {outcome}")
+    main(run, globals(), __file__)

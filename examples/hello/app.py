@@ -13,27 +13,17 @@ Run it on a machine with SGX::
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-import vsgx.crypto
 from vsgx.guest import Process
 from vsgx.sdk import Enclave, OcallContext
+from vsgx.sdk.sample import check, main
 
 ENCLAVE = Path(__file__).parent / "enclave.elf"
 GREETING_ERROR = (1 << 64) - 1
 """What ``greet`` returns when it refuses its input (uint64_t -1)."""
-
-
-class CheckFailed(Exception):
-    """A step of the sample did not give the expected result."""
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
 
 
 def run(proc: Process, key: RSAPrivateKey) -> list[tuple[str, str]]:
@@ -76,8 +66,4 @@ def run(proc: Process, key: RSAPrivateKey) -> list[tuple[str, str]]:
 
 
 if __name__ == "__main__":
-    machine = globals().get("vm")
-    if machine is None:
-        sys.exit("run this sample on a machine: vsgx run <machine options> -- " + __file__)
-    for what, outcome in run(machine.guest.spawn(), vsgx.crypto.generate_signing_key()):
-        print(f"{what}: {outcome}")
+    main(run, globals(), __file__)

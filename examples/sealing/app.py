@@ -23,7 +23,6 @@ Run it on a machine with SGX::
 
 from __future__ import annotations
 
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 import vsgx.crypto
 from vsgx.guest import Process
 from vsgx.sdk import Enclave, EnclaveImage
+from vsgx.sdk.sample import check, main
 
 ENCLAVE = Path(__file__).parent / "enclave.elf"
 SECRET = b"the launch code is 0000"
@@ -47,15 +47,6 @@ STATUS_NAMES = {SUCCESS: "unsealed", ERROR_MAC_MISMATCH: "refused (MAC mismatch)
                 ERROR_KEY: "refused (EGETKEY: ISVSVN too high)"}
 TAMPER_OFFSET = 560
 """The first byte of the ciphertext, after the 560-byte sgx_sealed_data_t header."""
-
-
-class CheckFailed(Exception):
-    """A step of the sample did not give the expected result."""
-
-
-def check(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
 
 
 def seal(enclave: Enclave, policy: int, secret: bytes) -> bytes:
@@ -131,8 +122,4 @@ def run(proc: Process, key: RSAPrivateKey) -> list[tuple[str, str]]:
 
 
 if __name__ == "__main__":
-    machine = globals().get("vm")
-    if machine is None:
-        sys.exit("run this sample on a machine: vsgx run <machine options> -- " + __file__)
-    for what, outcome in run(machine.guest.spawn(), vsgx.crypto.generate_signing_key()):
-        print(f"{what}: {outcome}")
+    main(run, globals(), __file__)

@@ -16,21 +16,13 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from vsgx.arch import PAGE_SIZE
 from vsgx.guest import Process
 from vsgx.sdk import Enclave, OcallContext
+from vsgx.sdk.sample import check, main
 
 ENCLAVE = Path(__file__).parent / "enclave.elf"
 PAGES = 16
 SEED = 0x5EED
 CODE_VALUE = 0x0C0FFEE
 SGX_PAGE_ATTRIBUTES_MISMATCH = 19
-
-
-class CheckFailed(RuntimeError):
-    """A step of the sample did not give what it should."""
-
-
-def check(condition: bool, what: str) -> None:
-    if not condition:
-        raise CheckFailed(what)
 
 
 def mprotect(ctx: OcallContext, addr: int, size: int, prot: int, *_: int) -> int:
@@ -78,8 +70,4 @@ def run(proc: Process, key: RSAPrivateKey) -> list[tuple[str, str]]:
 
 
 if __name__ == "__main__":
-    import vsgx.crypto
-
-    vm = globals()["vm"]
-    for what, outcome in run(vm.guest.spawn(), vsgx.crypto.generate_signing_key()):
-        print(f"{what:32} {outcome}")
+    main(run, globals(), __file__)

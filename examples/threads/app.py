@@ -20,21 +20,13 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from vsgx.guest import Process
 from vsgx.sdk import Enclave, OcallContext
+from vsgx.sdk.sample import check, main
 
 ENCLAVE = Path(__file__).parent / "enclave.elf"
 CALLERS = 8
 BUFFER_SIZE = 24 << 10
 HOLD_MS = 200
 U64 = (1 << 64) - 1
-
-
-class CheckFailed(RuntimeError):
-    """A step of the sample did not give what it should."""
-
-
-def check(condition: bool, what: str) -> None:
-    if not condition:
-        raise CheckFailed(what)
 
 
 def fnv1a(data: bytes) -> int:
@@ -132,8 +124,4 @@ def run(proc: Process, key: RSAPrivateKey) -> list[tuple[str, str]]:
 
 
 if __name__ == "__main__":
-    import vsgx.crypto
-
-    vm = globals()["vm"]
-    for what, outcome in run(vm.guest.spawn(), vsgx.crypto.generate_signing_key()):
-        print(f"{what:34} {outcome}")
+    main(run, globals(), __file__)

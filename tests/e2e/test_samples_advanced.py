@@ -5,7 +5,6 @@ SGX2 pages added at run time, and SGX2 missing from the CPU."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +18,7 @@ import vsgx
 from vsgx.arch import PAGE_SIZE, Pfec, Vector
 from vsgx.guest import Process
 from vsgx.sdk import Enclave, EnclaveConfig, EnclaveFault, OcallContext
+from vsgx.sdk.sample import load_sample
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SMP2 = [*MACHINE[:4], "-smp", "2", *MACHINE[4:]]
@@ -26,13 +26,8 @@ U64 = (1 << 64) - 1
 
 
 def sample(name: str) -> ModuleType:
-    """``examples/NAME/app.py`` as a module (what ``vsgx demo`` imports)."""
-    path = EXAMPLES / name / "app.py"
-    spec = importlib.util.spec_from_file_location(f"sample_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """examples/NAME/app.py imported as a module (as ``vsgx demo`` does)."""
+    return load_sample(EXAMPLES / name / "app.py")
 
 
 @pytest.fixture(scope="module")

@@ -434,3 +434,40 @@ def test_a_user_handler_can_enter_again(vm: vsgx.Machine) -> None:
     run = Run(user, b.base, user.proc.register_user_handler(handler))
     assert user.proc.vdso_sgx_enter_enclave(1, 2, 0, EENTER, 0, 0, run.addr) == -7
     assert calls == [3, 3, 3]  # entered three times; the registers pass through unchanged
+
+
+INCREMENT_IN_PLACE = bytes.fromhex(
+    "4989f8"            # mov r8, rdi                ; iterations
+    # loop:
+    "4883830030000001"  # add qword [rbx+0x3000], 1  ; one read-modify-write instruction
+    "49ffc8"            # dec r8
+    "75f3"              # jnz loop
+    ) + EXIT_TO_RCX
+
+
+@pytest.mark.xfail(strict=True, reason="known engine bug: an interrupt (uc_emu_stop from "
+                   "another thread) that lands on a memory read-modify-write instruction is "
+                   "honoured after its store with RIP still on it, so the AEX saves that RIP "
+                   "and ERESUME runs the instruction a second time")
+def test_interrupts_never_repeat_an_instruction(vm: vsgx.Machine) -> None:
+    user, b = build(vm, INCREMENT_IN_PLACE)
+    start = struct.unpack("<Q", user.proc.read_memory(b.base + 0x3000, 8))[0]
+    run = Run(user, b.base)
+    assert vm.guest.cpus is not None
+    cpus = vm.guest.cpus
+    done = threading.Event()
+
+    def kick() -> None:
+        while not done.wait(0.001):
+            cpus.interrupt(range(vm.config.smp.cpus))
+
+    kicker = threading.Thread(target=kick)
+    kicker.start()
+    n = 20_000_000
+    try:
+        assert user.proc.vdso_sgx_enter_enclave(n, 0, 0, EENTER, 0, 0, run.addr) == 0
+    finally:
+        done.set()
+        kicker.join()
+    end = struct.unpack("<Q", user.proc.read_memory(b.base + 0x3000, 8))[0]
+    assert end - start == n

@@ -12,7 +12,6 @@ when every step passed, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import time
 import traceback
@@ -26,6 +25,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from vsgx.sdk import sample
 
 SEED_NUMA = """-machine q35 -m 4G -smp 4
   -cpu host,+sgx-provisionkey
@@ -50,13 +51,7 @@ def examples_dir() -> Path:
 
 def load_sample(name: str) -> ModuleType:
     """``examples/NAME/app.py`` as a module (its ``run(process, key)`` drives the sample)."""
-    path = examples_dir() / name / "app.py"
-    spec = importlib.util.spec_from_file_location(f"vsgx_sample_{name}", path)
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"sample {name}: {path} is missing")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return sample.load_sample(examples_dir() / name / "app.py")
 
 
 @dataclass
