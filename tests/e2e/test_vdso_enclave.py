@@ -445,10 +445,10 @@ INCREMENT_IN_PLACE = bytes.fromhex(
     ) + EXIT_TO_RCX
 
 
-@pytest.mark.xfail(strict=True, reason="known engine bug: an interrupt (uc_emu_stop from "
-                   "another thread) that lands on a memory read-modify-write instruction is "
-                   "honoured after its store with RIP still on it, so the AEX saves that RIP "
-                   "and ERESUME runs the instruction a second time")
+@pytest.mark.xfail(strict=True, reason="Unicorn 2.1.4 bug (unicorn-engine/unicorn#1355): "
+                   "uc_emu_stop from another thread can stop after a read-modify-write "
+                   "instruction executed with RIP still on it, so the AEX saves that RIP and "
+                   "ERESUME runs the instruction a second time")
 def test_interrupts_never_repeat_an_instruction(vm: vsgx.Machine) -> None:
     user, b = build(vm, INCREMENT_IN_PLACE)
     start = struct.unpack("<Q", user.proc.read_memory(b.base + 0x3000, 8))[0]

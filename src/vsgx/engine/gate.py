@@ -24,8 +24,9 @@ from typing import Protocol
 QUANTUM = 0.02
 """Seconds a vCPU may keep an enclave to itself while another waits for it. Preemption is an
 interrupt, and an interrupt that lands on a memory read-modify-write instruction can make
-Unicorn run that instruction again after ERESUME (a known engine bug: the stop is honoured
-after the instruction's store, with RIP still on it), so turns are long and preemption rare."""
+Unicorn run that instruction again after ERESUME (an asynchronous ``uc_emu_stop`` is honoured
+with RIP not yet past an instruction that has executed; unicorn-engine/unicorn#1355, still in
+2.1.4 for x86), so turns are long and preemption rare."""
 
 
 class Interruptible(Protocol):
