@@ -65,6 +65,14 @@ class Registers(ctypes.Structure):
                 raise TypeError(f"unknown register {name!r}")
             setattr(self, name, value)
 
+    def reset(self, **values: int) -> None:
+        """Every register zero (RFLAGS its fixed bit), then ``values``: a fresh register file
+        without allocating one."""
+        ctypes.memset(self.buffer, 0, SIZE)
+        self.rflags = RFLAGS_FIXED
+        for name, value in values.items():
+            setattr(self, name, value)
+
     def copy(self) -> Registers:
         out = Registers()
         ctypes.memmove(out.buffer, self.buffer, SIZE)

@@ -137,6 +137,8 @@ class VdsoSgx:
         self._handlers: dict[int, UserHandler] = {}
         self._stacks: dict[int, int] = {}
         self._run_pins: dict[int, tuple[tuple[int, int], memoryview]] = {}
+        self._spare = threading.local()
+        """Per host thread, the register file its last call used, to reuse."""
         self._lock = threading.Lock()
         base = process.mmap(VDSO_BASE, PAGE_SIZE, PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS)  # a hint: never over a user mapping
@@ -175,10 +177,16 @@ class VdsoSgx:
         tcs, _, _, _, _, handler, _ = _RUN.unpack_from(raw)
         if function not in (EncluLeaf.EENTER, EncluLeaf.ERESUME) or any(raw[_RUN.size:]):
             return -EINVAL
-        regs = Registers(rax=function, rbx=tcs, rcx=self.aep, rdx=rdx, rsi=rsi, rdi=rdi,
-                         r8=r8, r9=r9, rip=self.aep, rsp=self._stack() - 8)
-        with self._cpus.acquire() as vcpu:
-            return self._loop(vcpu, regs, _Run(tcs, function, handler), run)
+        spare = getattr(self._spare, "regs", None)
+        regs = spare if spare is not None else Registers()
+        self._spare.regs = None  # a user handler may enter again: it gets its own
+        regs.reset(rax=function, rbx=tcs, rcx=self.aep, rdx=rdx, rsi=rsi, rdi=rdi, r8=r8,
+                   r9=r9, rip=self.aep, rsp=self._stack() - 8)
+        try:
+            with self._cpus.acquire() as vcpu:
+                return self._loop(vcpu, regs, _Run(tcs, function, handler), run)
+        finally:
+            self._spare.regs = regs
 
     def _loop(self, vcpu: Vcpu, regs: Registers, state: _Run, run: int) -> int:
         mm = self._process.mm
