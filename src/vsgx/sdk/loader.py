@@ -198,11 +198,11 @@ def _einit_error(image: EnclaveImage, sigstruct: SIGSTRUCT, exc: OSError) -> Loa
     elif (secs.miscselect & sigstruct.miscmask) != (sigstruct.miscselect & sigstruct.miscmask):
         reason = "SGX_INVALID_ATTRIBUTE"
         detail = "the SIGSTRUCT's MISCSELECT does not match the enclave's under MISCMASK"
-    elif sigstruct.enclavehash != image.measure():
+    elif sigstruct.enclavehash != (measured := image.measure()):
         reason = "SGX_INVALID_MEASUREMENT"
         detail = (f"the SIGSTRUCT was signed for MRENCLAVE {sigstruct.enclavehash.hex()}, "
-                  f"the enclave as loaded measures {image.measure().hex()} (a different "
-                  "build or layout)")
+                  f"the enclave as loaded measures {measured.hex()} (a different build or "
+                  "layout)")
     else:
         reason = "EPERM"
         detail = "the platform refused it (see the guest's launch-control settings)"
