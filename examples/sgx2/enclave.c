@@ -114,3 +114,45 @@ VSGX_ECALL(make_code)(uint64_t index, uint64_t value)
     uint32_t (*fn)(void) = (uint32_t (*)(void))(void *)page;
     return fn();
 }
+
+VSGX_ECALL(accept_trim)(uint64_t first, uint64_t count)
+{
+    uint64_t done = 0;
+    if (first > dynamic_pages() || count > dynamic_pages() - first)
+        return 0;
+    for (; done < count; done++) {
+        uint8_t *page = dynamic_base() + (first + done) * PAGE;
+        if (vsgx_accept(page, SGX_PAGE_TYPE_TRIM | SGX_SECINFO_MODIFIED))
+            break;
+    }
+    return done;
+}
+
+VSGX_ECALL(accept_restricted)(uint64_t index, uint64_t perms)
+{
+    if (index >= dynamic_pages())
+        return UINT64_MAX;
+    return (uint64_t)vsgx_accept(dynamic_base() + index * PAGE, SGX_PAGE_TYPE_REG |
+                                 (perms & (SGX_SECINFO_R | SGX_SECINFO_W | SGX_SECINFO_X)) |
+                                 SGX_SECINFO_PR);
+}
+
+VSGX_ECALL(nonzero_range)(uint64_t first, uint64_t count)
+{
+    if (first > dynamic_pages() || count > dynamic_pages() - first)
+        return UINT64_MAX;
+    const uint8_t *p = dynamic_base() + first * PAGE;
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < count * PAGE; i++)
+        n += p[i] != 0;
+    return n;
+}
+
+VSGX_ECALL(store)(uint64_t index, uint64_t value)
+{
+    if (index >= dynamic_pages())
+        return UINT64_MAX;
+    volatile uint64_t *p = (volatile uint64_t *)(void *)(dynamic_base() + index * PAGE);
+    *p = value;
+    return *p;
+}

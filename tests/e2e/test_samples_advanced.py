@@ -18,7 +18,7 @@ import vsgx
 from vsgx.arch import PAGE_SIZE, Pfec, Vector
 from vsgx.guest import Process
 from vsgx.sdk import Enclave, EnclaveConfig, EnclaveFault, OcallContext
-from vsgx.sdk.sample import load_sample
+from vsgx.sdk.sample import CheckFailed, load_sample
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SMP2 = [*MACHINE[:4], "-smp", "2", *MACHINE[4:]]
@@ -151,7 +151,22 @@ def test_sgx2_sample(proc: Process) -> None:
     rows = sample("sgx2").run(proc, signing_key())
     assert [what for what, _ in rows] == [
         "dynamic range", "EAUG + EACCEPT of 16 pages", "EACCEPT again", "new pages",
-        "write a pattern, read it back", "EMODPE +X on a new page"]
+        "write a pattern, read it back", "EMODPE +X on a new page", "MODIFY_TYPES to TRIM",
+        "REMOVE_PAGES before EACCEPT", "EACCEPT TRIM | MODIFIED", "REMOVE_PAGES",
+        "touch the removed pages", "RESTRICT_PERMISSIONS RW -> R", "EACCEPT R | PR",
+        "write to the read-only page"]
+    outcome = dict(rows)
+    assert outcome["REMOVE_PAGES before EACCEPT"].startswith("EPERM")
+    assert outcome["touch the removed pages"].startswith("EAUG again + EACCEPT: all zero")
+    assert outcome["write to the read-only page"].startswith("#PF, error code 0x8007")
+
+
+def test_the_sgx2_sample_checks_each_step(proc: Process, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that removed pages the enclave never accepted would fail the sample."""
+    app = sample("sgx2")
+    monkeypatch.setattr(Enclave, "remove_pages", lambda self, offset, length: length)
+    with pytest.raises(CheckFailed, match="REMOVE_PAGES of unaccepted pages gave errno 0"):
+        app.run(proc, signing_key())
 
 
 def xorshift_pattern(seed: int, size: int) -> bytes:

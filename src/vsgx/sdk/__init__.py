@@ -16,6 +16,7 @@ from vsgx.sdk.elf import EnclaveElf, ImageError
 from vsgx.sdk.image import EnclaveImage, read_sigstruct, sigstruct_path
 from vsgx.sdk.layout import Layout, Region, Thread, compute_layout
 from vsgx.sdk.loader import LoadedEnclave, LoadError, load
+from vsgx.sdk.pages import PageIoctlError
 from vsgx.sdk.toolchain import BuildError, build
 from vsgx.sdk.urts import (
     EcallError,
@@ -30,6 +31,7 @@ from vsgx.sdk.urts import (
 __all__ = [
     "BuildError", "ConfigError", "EcallError", "Enclave", "EnclaveConfig", "EnclaveElf",
     "EnclaveError", "EnclaveFault", "EnclaveImage", "EnclaveLost", "ImageError", "Layout",
-    "LoadError", "LoadedEnclave", "OcallContext", "OcallError", "Region", "Thread", "build",
+    "LoadError", "LoadedEnclave", "OcallContext", "OcallError", "PageIoctlError", "Region",
+    "Thread", "build",
     "compute_layout", "load", "read_sigstruct", "sigstruct_path",
 ]

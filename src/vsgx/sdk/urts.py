@@ -35,9 +35,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from vsgx.arch import PAGE_SIZE, SIGSTRUCT, EncluLeaf, Pfec, Vector
 from vsgx.crypto.sigstruct import mrsigner
 from vsgx.guest.process import Process
-from vsgx.guest.uapi import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
+from vsgx.guest.uapi import (
+    MAP_ANONYMOUS,
+    MAP_PRIVATE,
+    PROT_READ,
+    PROT_WRITE,
+    SGX_PAGE_TYPE_TCS,
+    SGX_PAGE_TYPE_TRIM,
+    SGX_SECINFO_PERMISSION_MASK,
+    SGX_SECINFO_R,
+    SGX_SECINFO_W,
+)
 from vsgx.guest.vdso import RUN_SIZE
-from vsgx.sdk import abi
+from vsgx.sdk import abi, pages
 from vsgx.sdk.config import EnclaveConfig
 from vsgx.sdk.elf import ImageError
 from vsgx.sdk.image import EnclaveImage, read_sigstruct, sigstruct_path
@@ -325,6 +335,75 @@ class Enclave:
                 status, error = abi.Status.OCALL_FAILED, error or exc
         _RET.pack_into(slot.shared_page, abi.SHARED_STATUS, int(status))
         return value, error
+
+    # -- SGX2 pages ---------------------------------------------------------------------------
+
+    def restrict_permissions(self, offset: int, length: int, permissions: int) -> int:
+        """``SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS``: EMODPR the regular pages of ``[offset,
+        offset + length)`` (enclave-relative, page-aligned) to ``permissions``
+        (SGX_SECINFO_R/W/X, W only with R), then ETRACK. The enclave must then EACCEPT each
+        page with REG | ``permissions`` | PR. Returns the bytes done (``length``);
+        :class:`~vsgx.sdk.pages.PageIoctlError` (an OSError with the Linux errno, ``count``
+        and ``result``) when the kernel refuses a page: EFAULT where the enclave has no page,
+        EINVAL for a page that is not regular, ENODEV without SGX2."""
+        self._check_range("restrict_permissions", offset, length)
+        if isinstance(permissions, bool) or not isinstance(permissions, int):
+            raise TypeError("restrict_permissions: permissions must be an int")
+        if permissions & ~SGX_SECINFO_PERMISSION_MASK or permissions < 0:
+            raise ValueError(f"restrict_permissions: permissions {permissions:#x} are not a "
+                             "combination of SGX_SECINFO_R, _W and _X")
+        if permissions & SGX_SECINFO_W and not permissions & SGX_SECINFO_R:
+            raise ValueError("restrict_permissions: write permission needs read permission")
+        loaded = self._current()
+        return pages.restrict_permissions(self.process, loaded.fd, offset, length, permissions)
+
+    def modify_types(self, offset: int, length: int, page_type: int) -> int:
+        """``SGX_IOC_ENCLAVE_MODIFY_TYPES``: EMODT the pages of ``[offset, offset + length)``
+        (enclave-relative, page-aligned) to ``page_type``, SGX_PAGE_TYPE_TRIM or
+        SGX_PAGE_TYPE_TCS, then ETRACK. The enclave must then EACCEPT each page with
+        SECINFO = the type | MODIFIED (a trimmed page before :meth:`remove_pages`). Returns
+        the bytes done (``length``); :class:`~vsgx.sdk.pages.PageIoctlError` when the kernel
+        refuses a page: EFAULT where the enclave has no page, EINVAL for a change other than
+        REG→TCS, REG→TRIM or TCS→TRIM, EPERM for REG→TCS of a page that may not be mapped
+        read/write, ENODEV without SGX2."""
+        self._check_range("modify_types", offset, length)
+        if isinstance(page_type, bool) or not isinstance(page_type, int):
+            raise TypeError("modify_types: page_type must be an int")
+        if page_type not in (SGX_PAGE_TYPE_TCS, SGX_PAGE_TYPE_TRIM):
+            raise ValueError(f"modify_types: page_type {page_type:#x} is neither "
+                             f"SGX_PAGE_TYPE_TCS ({SGX_PAGE_TYPE_TCS}) nor SGX_PAGE_TYPE_TRIM "
+                             f"({SGX_PAGE_TYPE_TRIM})")
+        loaded = self._current()
+        return pages.modify_types(self.process, loaded.fd, offset, length, page_type)
+
+    def remove_pages(self, offset: int, length: int) -> int:
+        """``SGX_IOC_ENCLAVE_REMOVE_PAGES``: EREMOVE the pages of ``[offset, offset +
+        length)`` (enclave-relative, page-aligned), which :meth:`modify_types` made TRIM and
+        the enclave then EACCEPTed (TRIM | MODIFIED). Returns the bytes removed (``length``);
+        :class:`~vsgx.sdk.pages.PageIoctlError` when the kernel refuses a page: EFAULT where
+        the enclave has no page, EPERM for a page not trimmed or not yet accepted, ENODEV
+        without SGX2. A removed page of a read/write mapping is EAUGed again (a fresh pending
+        page) when the enclave next touches it."""
+        self._check_range("remove_pages", offset, length)
+        loaded = self._current()
+        return pages.remove_pages(self.process, loaded.fd, offset, length)
+
+    def _check_range(self, operation: str, offset: int, length: int) -> None:
+        """ValueError for what ``sgx_validate_offset_length`` would refuse as EINVAL."""
+        for label, value in (("offset", offset), ("length", length)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{operation}: {label} must be an int, not "
+                                f"{type(value).__name__}")
+        size = self.image.layout.size
+        if offset < 0 or offset % PAGE_SIZE:
+            raise ValueError(f"{operation}: offset {offset:#x} is not a page-aligned offset "
+                             "into the enclave (offsets are relative to enclave.base)")
+        if length <= 0 or length % PAGE_SIZE:
+            raise ValueError(f"{operation}: length {length:#x} is not a positive multiple of "
+                             f"the page size ({PAGE_SIZE:#x})")
+        if offset + length > size:
+            raise ValueError(f"{operation}: [{offset:#x}, {offset + length:#x}) goes beyond "
+                             f"the enclave's {size:#x} bytes")
 
     # -- loss ---------------------------------------------------------------------------------
 
