@@ -70,9 +70,30 @@ GPR_IDS = (
 )
 """The register file the engine moves in one batch, in :mod:`vsgx.engine.registers` order."""
 GPR_COUNT = len(GPR_IDS)
-_SSE_IDS = (*(x86.UC_X86_REG_XMM0 + i for i in range(16)), x86.UC_X86_REG_MXCSR)
-SSE_SIZE = 16 * 16 + 4
-"""XMM0-15 then MXCSR, as :meth:`Unicorn.read_sse` returns them."""
+_FPU_REGS = (
+    (x86.UC_X86_REG_FPCW, 0), (x86.UC_X86_REG_FPSW, 2), (x86.UC_X86_REG_FPTAG, 4),
+    (x86.UC_X86_REG_FOP, 6), (x86.UC_X86_REG_FIP, 8), (x86.UC_X86_REG_FDP, 16),
+    (x86.UC_X86_REG_MXCSR, 24),
+    *((x86.UC_X86_REG_FP0 + i, 32 + 16 * i) for i in range(8)),
+    *((x86.UC_X86_REG_XMM0 + i, 160 + 16 * i) for i in range(16)),
+)
+"""The x87 and SSE registers and where each lands in :meth:`Unicorn.read_fpu`'s buffer: the
+FXSAVE slots, except that Unicorn gives the full tag word (2 bits per physical register, 11 =
+empty) where FXSAVE has the abridged one, and FP0-7 are the physical registers R0-R7, not
+ST(0)-ST(7). Each read writes the register's own size (10 bytes for FPi, 2 for FOP, 8 for
+FIP and FDP)."""
+FPU_SIZE = 416
+"""The XSAVE legacy region up to the end of XMM15 (SDM Vol. 1 10.5.1 Table 10-2, 64-bit
+format): what :meth:`Unicorn.read_fpu` returns and :meth:`Unicorn.write_fpu` takes."""
+_ST = slice(32, 160)
+_MXCSR_MASK = (0xFFFF).to_bytes(4, "little")
+"""MXCSR_MASK as FXSAVE stores it: every MXCSR bit 15:0 supported (DAZ included)."""
+_EMPTY = 3
+_ABRIDGED = bytes(sum(1 << i for i in range(4) if b >> 2 * i & 3 != _EMPTY) for b in range(256))
+"""One byte of the full tag word (four registers) -> their four abridged tag bits."""
+_FULL = tuple(sum(_EMPTY << 2 * i for i in range(8) if not b >> i & 1).to_bytes(2, "little")
+              for b in range(256))
+"""Abridged tag byte -> the full tag word Unicorn takes (valid = 00, empty = 11)."""
 
 RegisterArray = ctypes.Array[ctypes.c_uint64]
 PointerArray = ctypes.Array[ctypes.c_void_p]
@@ -133,9 +154,11 @@ class Unicorn:
         _check(uclib.uc_ctl(handle, (uc.UC_CTL_IO_WRITE << 30) | (1 << 26) | uc.UC_CTL_TLB_TYPE,
                             ctypes.c_uint(uc.UC_TLB_VIRTUAL)), "selecting the virtual TLB")
         ids = (ctypes.c_int * GPR_COUNT)(*GPR_IDS)
-        self._sse = (ctypes.c_uint8 * (17 * 16))()
-        self._sse_ids = (ctypes.c_int * len(_SSE_IDS))(*_SSE_IDS)
-        self._sse_ptrs = pointers(self._sse, 16, len(_SSE_IDS))
+        self._fpu = (ctypes.c_uint8 * FPU_SIZE)()
+        self._fpu_ids = (ctypes.c_int * len(_FPU_REGS))(*(reg for reg, _ in _FPU_REGS))
+        base = ctypes.addressof(self._fpu)
+        self._fpu_ptrs = (ctypes.c_void_p * len(_FPU_REGS))(
+            *(base + offset for _, offset in _FPU_REGS))
         # The hot paths, bound once to the handle: calling a partial of the foreign function
         # costs about a third less than a method that makes the same call.
         self.start: Callable[[int, int, int, int], int] = functools.partial(
@@ -234,12 +257,27 @@ class Unicorn:
         """Drop every translated block (so that a newly added hook sees all code)."""
         _raw.uc_ctl(self.handle, ctypes.c_int((uc.UC_CTL_IO_WRITE << 30) | uc.UC_CTL_TB_FLUSH))
 
-    def read_sse(self) -> bytes:
-        """XMM0-15 (16 bytes each, little-endian) followed by MXCSR (4 bytes)."""
-        _raw.uc_reg_read_batch(self.handle, self._sse_ids, self._sse_ptrs, len(_SSE_IDS))
-        return bytes(self._sse)[:SSE_SIZE]
+    def read_fpu(self) -> bytes:
+        """The x87 and SSE state as FXSAVE lays it out in 64-bit mode (SDM Vol. 1 10.5.1
+        Table 10-2), bytes 0-415: FCW, FSW, the abridged FTW (bit i set = physical register
+        Ri not empty), FOP, FIP, FDP, MXCSR, MXCSR_MASK, ST(0)-ST(7) in stack order (80-bit
+        values in 16-byte slots) and XMM0-15. One batch read; the conversion from Unicorn's
+        full tag word and physical register order happens here."""
+        buf = self._fpu
+        ctypes.memset(buf, 0, FPU_SIZE)
+        _raw.uc_reg_read_batch(self.handle, self._fpu_ids, self._fpu_ptrs, len(_FPU_REGS))
+        raw = bytes(buf)
+        abridged = _ABRIDGED[raw[4]] | _ABRIDGED[raw[5]] << 4
+        top = 32 + 16 * (raw[3] >> 3 & 7)  # FSW.TOP (bits 13:11): ST(0) is R[TOP]
+        return b"".join((raw[:4], bytes((abridged, 0)), raw[6:28], _MXCSR_MASK,
+                         raw[top:160], raw[32:top], raw[160:]))
 
-    def write_sse(self, state: bytes) -> None:
-        """The inverse of :meth:`read_sse`."""
-        ctypes.memmove(self._sse, state, SSE_SIZE)
-        _raw.uc_reg_write_batch(self.handle, self._sse_ids, self._sse_ptrs, len(_SSE_IDS))
+    def write_fpu(self, state: bytes) -> None:
+        """The inverse of :meth:`read_fpu` (as FXRSTOR loads it: MXCSR_MASK is ignored, a
+        tag bit of 0 makes the register empty, 1 valid)."""
+        st = state[_ST]
+        first = 16 * (-(state[3] >> 3) & 7)  # R0 is ST((0 - TOP) mod 8)
+        raw = b"".join((state[:4], _FULL[state[4]], state[6:32], st[first:], st[:first],
+                        state[160:FPU_SIZE]))
+        ctypes.memmove(self._fpu, raw, FPU_SIZE)
+        _raw.uc_reg_write_batch(self.handle, self._fpu_ids, self._fpu_ptrs, len(_FPU_REGS))

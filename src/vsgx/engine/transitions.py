@@ -1,7 +1,8 @@
 """Enclave entry and exit: ENCLU[EENTER], ENCLU[ERESUME], ENCLU[EEXIT] and the asynchronous
 enclave exit (SDM Vol. 3D "Enclave Exiting Events": 40.3 "Synthetic State on Asynchronous
 Enclave Exit", 40.4 "AEX Flow"; the EENTER, ERESUME and EEXIT reference pages in 41.4; section
-numbers of the 2016 edition, pseudocode of May 2018, ERESUME with its later AEX-Notify branch).
+numbers of the 2016 edition, pseudocode of May 2018, ERESUME with its later AEX-Notify branch),
+and ENCLU[EDECCSSA], the leaf that came with AEX-Notify and moves the current SSA frame.
 
 The functions work on the engine's register buffer (see :mod:`vsgx.engine.registers` for the
 slots) and on the TCS and SSA pages in the EPC, and raise :class:`~vsgx.cpu.SgxFault` for the
@@ -12,8 +13,9 @@ AEP, the saved FS/GS bases and TF, the physical location of the current SSA fram
 Not modelled: 32-bit enclaves (the engine runs 64-bit code), segment checks (64-bit mode has
 flat segments), XCR0 switching (the guest's XCR0 always covers XFRM here), debug features
 (breakpoint suppression, single-step, PEBS), CET state. Of the extended state an AEX saves,
-XMM0-15 and MXCSR are kept (the x87 stack and wider vector registers are not). An AEX leaves
-GPRSGX.AEXNOTIFY as the enclave set it.
+the legacy region is kept (x87 and SSE: FCW, FSW, FTW, FOP, FIP, FDP, ST0-7, MXCSR, XMM0-15,
+in the 64-bit FXSAVE layout); wider vector registers are not. An AEX leaves GPRSGX.AEXNOTIFY
+as the enclave set it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from vsgx.arch.structs import EXITINFO_TYPE_HARDWARE, EXITINFO_TYPE_SOFTWARE
 from vsgx.cpu import epcm as m
 from vsgx.cpu.fault import SgxFault, gp, pf
 from vsgx.cpu.processor import EnclaveState, SgxProcessor
-from vsgx.engine.native import RegisterArray
+from vsgx.engine.native import FPU_SIZE, RegisterArray
 from vsgx.engine.registers import (
     FS_BASE,
     GS_BASE,
@@ -109,17 +111,28 @@ _REPORTED_VECTORS = frozenset(int(v) for v in (Vector.DE, Vector.DB, Vector.BP, 
 """Exceptions whose vector an AEX always records in EXITINFO (SDM 38.9.1.1 Table 38-10)."""
 _EXINFO_VECTORS = frozenset((int(Vector.PF), int(Vector.GP)))
 
-# XSAVE legacy region (FXSAVE layout) and header (SDM Vol. 1 13.4).
+# XSAVE legacy region (FXSAVE layout, SDM Vol. 1 10.5.1 Table 10-2) and header (13.4).
+_X87 = (slice(0, 24), slice(32, 160))
+"""The x87 bytes of the legacy region: FCW, FSW, FTW, FOP, FIP, FDP; ST0-7."""
+_SSE = (slice(24, 28), slice(160, FPU_SIZE))
+"""The SSE bytes XRSTOR loads: MXCSR; XMM0-15."""
+_MXCSR = struct.Struct("<I")
 _MXCSR_OFFSET = 24
-_XMM_OFFSET = 160
-_XMM_SIZE = 16 * 16
+_MXCSR_RESERVED = ~0xFFFF
+"""MXCSR bits XRSTOR refuses (#GP) beyond MXCSR_MASK = FFFFH."""
 _XSTATE_BV_OFFSET = 512
 _XSAVE_RESERVED = slice(520, 536)
 """Header bytes ERESUME requires to be zero and an AEX clears (XCOMP_BV and the next 8)."""
+XSTATE_X87 = 1 << 0
 XSTATE_SSE = 1 << 1
+FCW_INIT = 0x037F
 MXCSR_INIT = 0x1F80
-SSE_INIT = bytes(_XMM_SIZE) + MXCSR_INIT.to_bytes(4, "little")
-"""XMM0-15 and MXCSR in their INIT state (what an AEX leaves, SDM 40.3.2)."""
+FPU_INIT = (FCW_INIT.to_bytes(2, "little") + bytes(_MXCSR_OFFSET - 2)
+            + MXCSR_INIT.to_bytes(4, "little")).ljust(FPU_SIZE, b"\0")
+"""x87 and SSE state in their INIT configuration (SDM Vol. 1 13.6: FCW 037FH, FSW 0, every
+register empty, FOP/FIP/FDP 0, ST0-7 and XMM0-15 0, MXCSR 1F80H), in the layout of
+:meth:`~vsgx.engine.native.Unicorn.read_fpu`: what an AEX leaves (SDM 40.3.2) and what
+ERESUME's XRSTOR loads for a component whose XSTATE_BV bit is clear."""
 _XSAVE_AREA = ((2, 576, 256), (3, 960, 64), (4, 1024, 64), (5, 1088, 64), (6, 1152, 512),
                (7, 1664, 1024), (9, 2688, 8), (17, 2752, 64), (18, 2816, 8192))
 """(XCR0 bit, standard-format offset, size) of the XSAVE components beyond x87/SSE
@@ -294,10 +307,11 @@ def enter(cpu: SgxProcessor, aspace: AddressSpace, lp: int, regs: RegisterArray,
     ``regs[RIP]``, with RBX = the TCS, RCX = the AEP (SDM EENTER and ERESUME "Operation").
 
     Updates ``regs`` to the state the enclave starts with and returns the session and, for an
-    ERESUME, the SSE state to load (XMM0-15 then MXCSR). EENTER leaves RAX = CSSA, RCX = the
-    address after ENCLU, URSP/URBP saved in SSA[CSSA]; ERESUME restores GPRSGX and the XSAVE
-    area of SSA[CSSA-1] and decrements CSSA. An ERESUME on a TCS with FLAGS.AEXNOTIFY whose
-    frame has GPRSGX.AEXNOTIFY set enters at OENTRY like an EENTER instead, keeping CSSA.
+    ERESUME, the x87 and SSE state to load (legacy-region bytes, see :func:`_xrstor`). EENTER
+    leaves RAX = CSSA, RCX = the address after ENCLU, URSP/URBP saved in SSA[CSSA]; ERESUME
+    restores GPRSGX and the XSAVE area of SSA[CSSA-1] and decrements CSSA. An ERESUME on a
+    TCS with FLAGS.AEXNOTIFY whose frame has GPRSGX.AEXNOTIFY set enters at OENTRY like an
+    EENTER instead, keeping CSSA.
     """
     tcs_la = regs[RBX]
     aep = regs[RCX]
@@ -334,13 +348,13 @@ def enter(cpu: SgxProcessor, aspace: AddressSpace, lp: int, regs: RegisterArray,
     if entering:
         target, fsbase, gsbase = thread.target, thread.fsbase, thread.gsbase
         saved = None
-        sse = None
+        fpu = None
     else:
         saved = _GPRSGX.unpack_from(frame.gpr)
         target, fsbase, gsbase = saved[17], saved[22], saved[23]
         if not (canonical(target) and canonical(fsbase) and canonical(gsbase)):
             raise gp("the saved RIP or an FS/GS base is not canonical")
-        sse = _xrstor(frame.xsave, state.secs.attributes.xfrm)
+        fpu = _xrstor(frame.xsave, state.secs.attributes.xfrm)
     secs = thread.secs
     with cpu.lock:
         if _U64.unpack_from(tcs, _TCS_STATE)[0] == TCS_ACTIVE:
@@ -372,18 +386,27 @@ def enter(cpu: SgxProcessor, aspace: AddressSpace, lp: int, regs: RegisterArray,
     regs[RIP] = target
     regs[FS_BASE] = fsbase
     regs[GS_BASE] = gsbase
-    return session, sse
+    return session, fpu
 
 
 def _xrstor(xsave: memoryview, xfrm: int) -> bytes:
-    """The SSE state ERESUME's XRSTOR loads from an SSA frame (#GP on a malformed header)."""
+    """The x87 and SSE state ERESUME's XRSTOR loads from an SSA frame, as legacy-region bytes
+    (SDM Vol. 1 13.8.1): each of the two components from the frame when its XSTATE_BV bit is
+    set, its INIT configuration when clear. #GP on a malformed header or on an MXCSR with
+    reserved bits set."""
     xstate_bv = _U64.unpack_from(xsave, _XSTATE_BV_OFFSET)[0]
     if xstate_bv & ~xfrm or any(xsave[_XSAVE_RESERVED]):
         raise gp("the XSAVE header of the SSA frame is invalid")
-    if not xstate_bv & XSTATE_SSE:
-        return SSE_INIT
-    mxcsr = xsave[_MXCSR_OFFSET : _MXCSR_OFFSET + 4]
-    return bytes(xsave[_XMM_OFFSET : _XMM_OFFSET + _XMM_SIZE]) + bytes(mxcsr)
+    if xstate_bv & XSTATE_SSE and _MXCSR.unpack_from(xsave, _MXCSR_OFFSET)[0] & _MXCSR_RESERVED:
+        raise gp("the MXCSR in the SSA frame has reserved bits set")
+    if xstate_bv & (XSTATE_X87 | XSTATE_SSE) == XSTATE_X87 | XSTATE_SSE:
+        return bytes(xsave[:FPU_SIZE])
+    state = bytearray(FPU_INIT)
+    for bit, parts in ((XSTATE_X87, _X87), (XSTATE_SSE, _SSE)):
+        if xstate_bv & bit:
+            for part in parts:
+                state[part] = xsave[part]
+    return bytes(state)
 
 
 # -- EEXIT and AEX ---------------------------------------------------------------------------------
@@ -422,15 +445,17 @@ def eexit(cpu: SgxProcessor, lp: int, s: Session, regs: RegisterArray) -> None:
 
 
 def aex(cpu: SgxProcessor, lp: int, s: Session, regs: RegisterArray, cause: Cause | None,
-        sse: bytes) -> None:
+        fpu: bytes) -> None:
     """Asynchronous enclave exit (SDM 40.4 "AEX flow"): save the enclave's state in SSA[CSSA]
     (GPRSGX with TF cleared, the XSAVE area, EXITINFO and, if MISCSELECT.EXINFO, EXINFO for
     #PF/#GP), CSSA += 1, free the TCS, and load the synthetic state of Table 40-1: RAX = 3
     (ERESUME), RBX = TCS, RCX = RIP = AEP, RSP/RBP = the URSP/URBP EENTER saved, RDX, RSI,
     RDI, R8-R15 = 0, CF/PF/AF/ZF/SF/OF/RF cleared, FS/GS and TF as at entry.
 
-    ``cause`` is None for an interrupt (EXITINFO not valid). ``sse`` is the enclave's XMM0-15
-    and MXCSR; the caller then loads :data:`SSE_INIT`.
+    ``cause`` is None for an interrupt (EXITINFO not valid). ``fpu`` is the enclave's x87 and
+    SSE state in the FXSAVE layout (:meth:`~vsgx.engine.native.Unicorn.read_fpu`): it becomes
+    the legacy region of the frame's XSAVE area with XSTATE_BV bits 0 and 1 set; the caller
+    then loads :data:`FPU_INIT`.
     """
     gpr = s.frame.gpr
     ursp, urbp = _URSP_URBP.unpack_from(gpr, _URSP_OFFSET)
@@ -448,10 +473,9 @@ def aex(cpu: SgxProcessor, lp: int, s: Session, regs: RegisterArray, cause: Caus
                             regs[RFLAGS] & ~TF, regs[RIP], ursp, urbp, info)
     _GPRSGX_BASES.pack_into(gpr, _BASES_OFFSET, regs[FS_BASE], regs[GS_BASE])
     xsave = s.frame.xsave
-    xsave[_XMM_OFFSET : _XMM_OFFSET + _XMM_SIZE] = sse[:_XMM_SIZE]
-    xsave[_MXCSR_OFFSET : _MXCSR_OFFSET + 4] = sse[_XMM_SIZE:]
+    xsave[:FPU_SIZE] = fpu
     xstate_bv = _U64.unpack_from(xsave, _XSTATE_BV_OFFSET)[0]
-    _U64.pack_into(xsave, _XSTATE_BV_OFFSET, xstate_bv | XSTATE_SSE)
+    _U64.pack_into(xsave, _XSTATE_BV_OFFSET, xstate_bv | XSTATE_X87 | XSTATE_SSE)
     xsave[_XSAVE_RESERVED] = bytes(_XSAVE_RESERVED.stop - _XSAVE_RESERVED.start)
     _leave(cpu, lp, s, 1)
     for slot in _AEX_ZEROED:
@@ -464,3 +488,22 @@ def aex(cpu: SgxProcessor, lp: int, s: Session, regs: RegisterArray, cause: Caus
     regs[RIP] = s.aep
     regs[RFLAGS] &= ~_AEX_CLEARED_FLAGS
     _restore_outside(s, regs)
+
+
+# -- EDECCSSA --------------------------------------------------------------------------------------
+
+def edeccssa(cpu: SgxProcessor, aspace: AddressSpace, s: Session) -> None:
+    """ENCLU[EDECCSSA] (SDM Vol. 3D EDECCSSA "Operation"; enumerated by
+    CPUID.(EAX=12H,ECX=0):EAX[11]): make SSA frame CSSA-1 the current one without leaving the
+    enclave, so that a handler entered on frame n can go back to frame n-1. #GP(0) if
+    TCS.CSSA is 0; the checks on the target frame's XSAVE and GPRSGX pages are those of
+    EENTER/ERESUME (#PF). Then TCS.CSSA -= 1 and CR_GPR_PA / CR_XSAVE_PAGE_n move to that
+    frame: the next AEX saves there. No register or flag changes."""
+    thread = s.thread
+    cssa = _U32.unpack_from(thread.tcs, _TCS_CSSA_OFFSET)[0]
+    if cssa == 0:
+        raise gp("EDECCSSA with CSSA = 0")
+    frame = _frame(cpu, aspace, thread, cssa - 1)
+    with cpu.lock:
+        _U32.pack_into(thread.tcs, _TCS_CSSA_OFFSET, cssa - 1)
+    s.frame = frame

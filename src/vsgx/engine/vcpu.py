@@ -90,6 +90,9 @@ in RAX): they succeed or fault."""
 _EENTER = int(EncluLeaf.EENTER)
 _ERESUME = int(EncluLeaf.ERESUME)
 _EEXIT = int(EncluLeaf.EEXIT)
+_EDECCSSA = int(EncluLeaf.EDECCSSA)
+_CPUID_EDECCSSA = 1 << 11
+"""CPUID.(EAX=12H,ECX=0):EAX[11]: ENCLU[EDECCSSA] is supported (SDM Vol. 2 CPUID, leaf 12H)."""
 _MASK32 = 0xFFFF_FFFF
 
 Tlb = dict[int, tuple[bytes, int, memoryview | None]]
@@ -147,6 +150,9 @@ class Vcpu:
         self.cpl = cpl
         self._msrs = processor.lps[lp].msrs
         self._cpuid = cpuid
+        self._edeccssa = bool(cpuid(0x12, 0)[0] & _CPUID_EDECCSSA)
+        """The processor enumerates EDECCSSA; without it leaf 9 is an unsupported leaf
+        (#GP)."""
         self._uc = Unicorn()
         self._memory = PhysicalMemory(self._uc, physical_regions, processor.epc)
         self._access = AccessControl(processor, self._memory)
@@ -480,8 +486,8 @@ class Vcpu:
         self._sync_epcm()
 
     def _enclu(self, regs: Registers, rip: int) -> None:
-        """ENCLU (SDM 41.4): EENTER/ERESUME outside enclave mode, EEXIT and the processor's
-        leaves inside; any other combination is #GP(0)."""
+        """ENCLU (SDM 41.4): EENTER/ERESUME outside enclave mode; EEXIT, EDECCSSA (when CPUID
+        enumerates it) and the processor's leaves inside; any other combination is #GP(0)."""
         cpu = self.processor
         if self.cpl != 3:
             raise ud("ENCLU outside ring 3")
@@ -496,11 +502,11 @@ class Vcpu:
         if s is None:
             if leaf != _EENTER and leaf != _ERESUME:
                 raise gp(f"ENCLU leaf {leaf:#x} outside an enclave")
-            s, sse = transitions.enter(cpu, self._aspace_now(), self.lp, values,
+            s, fpu = transitions.enter(cpu, self._aspace_now(), self.lp, values,
                                        resume=leaf == _ERESUME, cache=self._entries)
             self._store(regs.pointers, GPR_COUNT)
-            if sse is not None:
-                self._uc.write_sse(sse)
+            if fpu is not None:
+                self._uc.write_fpu(fpu)
             self._switch(s)
         elif leaf == _EEXIT:
             transitions.eexit(cpu, self.lp, s, values)
@@ -515,6 +521,10 @@ class Vcpu:
                 self._store(regs.pointers, GPR_COUNT)
         elif leaf == _EENTER or leaf == _ERESUME:
             raise gp("EENTER/ERESUME in enclave mode")
+        elif leaf == _EDECCSSA and self._edeccssa:
+            transitions.edeccssa(cpu, self._aspace_now(), s)
+            values[RIP] = rip + transitions.ENCLU_LENGTH
+            self._store(regs.pointers, GPR_COUNT)
         else:
             if self._context is None:
                 self._context = EnclaveContext(s.thread.secs, s.thread.index, self.lp,
@@ -584,8 +594,8 @@ class Vcpu:
             return Exit(trap.reason, trap.vector, trap.error_code, trap.address)
         cause = (None if trap.reason is ExitReason.INTERRUPT else
                  transitions.Cause(trap.vector, trap.error_code, trap.address))
-        transitions.aex(self.processor, self.lp, s, regs, cause, self._uc.read_sse())
-        self._uc.write_sse(transitions.SSE_INIT)
+        transitions.aex(self.processor, self.lp, s, regs, cause, self._uc.read_fpu())
+        self._uc.write_fpu(transitions.FPU_INIT)
         self._switch(None)
         address = trap.address & PAGE_MASK if trap.vector == _PF else trap.address
         return Exit(trap.reason, trap.vector, trap.error_code, address, aex=True)
