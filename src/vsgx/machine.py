@@ -31,6 +31,18 @@ class Machine(VirtualMachine):
             raise MachineError("the guest has not booted: start the machine first")
         return self._guest
 
+    def check_migratable(self) -> None:
+        """Refuse to migrate while the guest runs processes: their address spaces, files and
+        enclave bookkeeping are Python objects that the migration stream does not carry yet,
+        and dropping them silently would lose them. A guest without processes migrates
+        completely: its boot state follows from the configuration, so the destination boots
+        its own guest and then receives the RAM (QEMU's equivalent is a migration blocker,
+        ``migrate_add_blocker``)."""
+        if self._guest is not None and (count := len(self._guest.processes)):
+            raise MachineError(f"migration of guest processes is not supported yet (the "
+                               f"guest runs {count} process{'es' if count > 1 else ''}; "
+                               "exit them first)")
+
     def boot_guest(self) -> None:
         if self._guest is not None:  # a reset: the old kernel and its processes are gone
             self._guest.shutdown()

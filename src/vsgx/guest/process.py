@@ -44,6 +44,8 @@ class Process:
         self._lock = threading.Lock()
         self._cpus = cpus
         self._vdso: VdsoSgx | None = None
+        self.exited = False
+        """Whether :meth:`exit` has run."""
 
     # -- the vDSO -----------------------------------------------------------------------------
 
@@ -163,6 +165,7 @@ class Process:
         """``exit(2)``: close every descriptor and tear the address space down; enclaves that
         are no longer open or mapped anywhere are destroyed."""
         with self._lock:
+            self.exited = True
             files = list(self._files.values())
             self._files.clear()
         for file in files:

@@ -85,6 +85,7 @@ class GuestOS:
             }
             self._devices = {name: drivers[name] for name in kernel.devices if name in drivers}
         self._pids = itertools.count(1)
+        self._processes: list[Process] = []
         self.cpus: VcpuPool | None = None
         """The vCPUs processes run their enclaves on (None without an SGX processor)."""
         if processor is not None:
@@ -130,7 +131,14 @@ class GuestOS:
         """A new process (an empty address space, no open files) running on NUMA ``node``."""
         if node < 0:
             raise ValueError(f"NUMA node {node} does not exist")
-        return Process(next(self._pids), self.memory, self._devices, node, cpus=self.cpus)
+        process = Process(next(self._pids), self.memory, self._devices, node, cpus=self.cpus)
+        self._processes = [*self.processes, process]
+        return process
+
+    @property
+    def processes(self) -> tuple[Process, ...]:
+        """The processes spawned that have not exited."""
+        return tuple(p for p in self._processes if not p.exited)
 
     def shutdown(self) -> None:
         """Release the vCPUs' execution engines (the machine is going away)."""

@@ -11,16 +11,28 @@ vCPUs share, the fw_cfg files and ACPI tables. :meth:`VirtualMachine.start` runs
 Run states and events follow QEMU's ``qapi/run-state.json``; the ``query_*`` methods return
 QEMU 7.2's QMP objects (``qapi/misc-target.json``, ``qapi/machine.json``), which is what
 :mod:`vsgx.monitor` serves.
+
+Migration (:mod:`vsgx.platform.migration` has the stream) follows ``migration/migration.c``:
+the source goes ``setup`` → ``active`` → ``completed`` (``MIGRATION`` events when the
+``events`` capability is on), stops its vCPUs (``STOP`` when it was running, run state
+``finish-migrate``) and ends in ``postmigrate``, from which ``cont`` runs it again. A
+destination built with ``-incoming`` waits in ``inmigrate``; it loads ``-incoming file:PATH``
+when it starts, or the URI a later ``migrate-incoming`` gives with ``-incoming defer``, and then
+runs (``RESUME``). The EPC is not migrated: the destination's starts empty. Migration is
+synchronous here: ``migrate`` returns once the stream is written.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from vsgx.arch import PAGE_SIZE
 from vsgx.arch.cpuid import EPC_SECTION_VALID, decode_epc_section
@@ -33,6 +45,15 @@ from vsgx.platform.cpuid import GuestCpuid, guest_cpuid
 from vsgx.platform.firmware import apply_feature_control, fw_cfg_files
 from vsgx.platform.host import DEFAULT_HOST, EpcPoolExhausted, Host, open_host
 from vsgx.platform.layout import GuestLayout, guest_layout
+from vsgx.platform.migration import (
+    MachineState,
+    MigrationStreamError,
+    config_mismatch,
+    file_uri_path,
+    fingerprint,
+    read_machine,
+    save_machine,
+)
 from vsgx.platform.options import parse_qemu_args
 from vsgx.platform.qemuopts import QemuOptionError
 from vsgx.platform.ram import GuestRam
@@ -47,6 +68,12 @@ class RunState(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     SHUTDOWN = "shutdown"
+    INMIGRATE = "inmigrate"
+    """Waiting for (or loading) an incoming migration (``-incoming``)."""
+    FINISH_MIGRATE = "finish-migrate"
+    """The source, vCPUs stopped, writing the last of the migration stream."""
+    POSTMIGRATE = "postmigrate"
+    """The source after a completed migration (``cont`` runs it again)."""
 
 
 class MachineError(Exception):
@@ -86,6 +113,11 @@ class VirtualMachine:
         self.state = RunState.PRELAUNCH
         self._listeners: list[Listener] = []
         self._lock = threading.RLock()
+        self._migration: dict[str, Any] = {}
+        """What ``query-migrate`` answers (empty before any migration)."""
+        self._migration_events = False
+        """The ``events`` migration capability (``migrate-set-capabilities``)."""
+        self._incoming_started = False
 
     @classmethod
     def from_args(cls, argv: Sequence[str], *, host: Host | str = DEFAULT_HOST,
@@ -143,12 +175,20 @@ class VirtualMachine:
 
     def start(self) -> None:
         """Power on: the firmware applies ``etc/msr_feature_control`` to every vCPU, then the
-        guest boots. The machine is then running."""
+        guest boots. The machine is then running.
+
+        With ``-incoming`` the machine waits in ``inmigrate`` instead; with ``-incoming
+        file:PATH`` it loads that stream now and runs (a stream it refuses raises
+        :class:`MachineError`, and the machine stays in ``inmigrate`` with nothing loaded:
+        QEMU would exit here)."""
         with self._lock:
             if self.state is not RunState.PRELAUNCH:
                 raise MachineError(f"the machine has already been started (it is {self.state})")
             if self.config.incoming is not None:
-                raise MachineError("-incoming: incoming migration is not supported by vsgx yet")
+                self.state = RunState.INMIGRATE
+                if self.config.incoming != "defer":
+                    self._receive_uri(self.config.incoming)
+                return
             self._power_on()
             self.state = RunState.RUNNING
 
@@ -231,6 +271,209 @@ class VirtualMachine:
         if self.state is RunState.SHUTDOWN:
             raise MachineError("the machine has shut down")
 
+    # -- migration ----------------------------------------------------------------------------
+
+    def check_migratable(self) -> None:
+        """Raise :class:`MachineError` when the machine's state cannot be migrated (QEMU's
+        migration blockers, ``migration_is_blocked``). The bare platform always can;
+        :class:`vsgx.Machine` refuses while its guest has processes."""
+
+    def migrate_to_file(self, path: str | os.PathLike[str]) -> None:
+        """Migrate to the file ``path`` (QMP ``migrate`` with ``uri`` ``file:PATH``): write
+        the stream, after which this machine is in ``postmigrate``. A machine built with
+        ``-incoming file:PATH`` (or ``-incoming defer`` and :meth:`migrate_incoming`) loads
+        it, on this host or another."""
+        with self._lock:
+            self._prepare_outgoing()
+            self._send(os.fspath(path))
+
+    def migrate_to_uri(self, uri: str) -> None:
+        """QMP ``migrate`` (``qmp_migrate``): only ``file:PATH`` URIs."""
+        with self._lock:
+            self._prepare_outgoing()
+            try:
+                path = file_uri_path(uri, incoming=False)
+            except MigrationStreamError as exc:
+                self._set_migration_status("failed")
+                raise MachineError(str(exc)) from None
+            self._send(path)
+
+    def migrate(self, dest: VirtualMachine) -> None:
+        """Migrate to ``dest``, another machine in this process (on this host or another),
+        through the same stream as :meth:`migrate_to_file`, held in a temporary file.
+        ``dest`` must be waiting for it (built with ``-incoming defer`` and started). Its
+        configuration is compared first, so a mismatched destination refuses before this
+        machine stops; afterwards this machine is in ``postmigrate`` and ``dest`` runs."""
+        if dest is self:
+            raise MachineError("a machine cannot migrate to itself")
+        with dest._lock:
+            dest._expect_incoming()
+            mismatch = config_mismatch(self._fingerprint(), dest._fingerprint())
+        if mismatch is not None:
+            raise MachineError(mismatch)
+        with tempfile.TemporaryFile(prefix="vsgx-migration-") as stream:
+            with self._lock:
+                self._prepare_outgoing()
+                self._send(stream)
+            stream.seek(0)
+            with dest._lock:
+                dest._expect_incoming()
+                dest._migration = {}
+                dest._set_migration_status("setup")
+                dest._receive(stream)
+                dest._incoming_started = True
+
+    def migrate_incoming(self, uri: str) -> None:
+        """QMP ``migrate-incoming`` (``qmp_migrate_incoming``), for ``-incoming defer``: load
+        the stream at ``uri`` (``file:PATH``). A refused stream loads nothing and leaves the
+        machine waiting, so it may be given another (QEMU exits instead)."""
+        with self._lock:
+            self._expect_incoming()
+            self._receive_uri(uri)
+            self._incoming_started = True
+
+    def set_migration_events(self, enabled: bool) -> None:
+        """The ``events`` migration capability: emit ``MIGRATION`` at every status change
+        (``migrate_generate_event``)."""
+        with self._lock:
+            self._migration_events = enabled
+
+    def query_migrate(self) -> dict[str, Any]:
+        """``query-migrate`` (``qapi/migration.json`` ``MigrationInfo``): ``{}`` before any
+        migration; ``status``; for a completed outgoing migration, ``ram`` (its
+        ``MigrationStats``: ``duplicate`` counts the zero pages left out, ``normal`` the
+        pages sent), ``total-time``, ``downtime`` and ``setup-time`` in milliseconds; for a
+        failed one, ``error-desc`` when the stream itself failed."""
+        with self._lock:
+            return dict(self._migration)
+
+    def _expect_incoming(self) -> None:
+        if self._incoming_started:
+            raise MachineError("The incoming migration has already been started")
+        if self.state is not RunState.INMIGRATE:
+            raise MachineError("'-incoming' was not specified on the command line")
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return fingerprint(self.config, self.layout, self.cpuid)
+
+    def _set_migration_status(self, status: str) -> None:
+        self._migration["status"] = status
+        if self._migration_events:
+            self._emit("MIGRATION", {"status": status})
+
+    def _fail_migration(self, message: str) -> MachineError:
+        """Mark the migration ``failed`` with ``error-desc`` (``migrate_set_error``) and
+        return the error to raise."""
+        self._migration = {}
+        self._set_migration_status("failed")
+        self._migration["error-desc"] = message
+        return MachineError(message)
+
+    def _prepare_outgoing(self) -> None:
+        """``migrate_prepare``: refuse a destination-to-be and blocked machines, then start
+        afresh in ``setup``."""
+        self._require_alive()
+        if self.state is RunState.INMIGRATE:
+            raise MachineError("Guest is waiting for an incoming migration")
+        self.check_migratable()
+        self._migration = {}
+        self._set_migration_status("setup")
+
+    def _send(self, sink: str | BinaryIO) -> None:
+        """``migration_thread``: stop the vCPUs, write the stream, end in ``postmigrate``;
+        on an I/O error the machine goes back to the state it had (``RESUME`` if it was
+        running) and the migration is ``failed``."""
+        started = time.monotonic()
+        try:
+            out = open(sink, "wb") if isinstance(sink, str) else sink
+        except OSError as exc:
+            raise self._fail_migration(f"Could not open '{sink}': {exc.strerror}") from None
+        previous = self.state
+        try:
+            self._set_migration_status("active")
+            setup = time.monotonic()
+            if previous is RunState.RUNNING:
+                self._emit("STOP", {})
+            self.state = RunState.FINISH_MIGRATE
+            first = out.tell()
+            try:
+                stats = save_machine(out, self._fingerprint(), self.save_vcpu_state(),
+                                     self.ram.regions())
+                out.flush()
+            except OSError as exc:
+                self.state = previous
+                if previous is RunState.RUNNING:
+                    self._emit("RESUME", {})
+                raise self._fail_migration(f"migration failed: {exc.strerror}") from None
+            transferred = out.tell() - first
+        finally:
+            if out is not sink:
+                out.close()
+        self.state = RunState.POSTMIGRATE
+        done = time.monotonic()
+        total_ms = max(1, round((done - started) * 1000))
+        self._set_migration_status("completed")
+        self._migration.update({
+            "ram": {"transferred": transferred, "remaining": 0, "total": stats.total,
+                    "duplicate": stats.duplicate, "skipped": 0, "normal": stats.normal,
+                    "normal-bytes": stats.normal * PAGE_SIZE, "dirty-pages-rate": 0,
+                    "mbps": round(transferred * 8 / 1e6 / max(done - started, 1e-6), 3),
+                    "dirty-sync-count": 1, "postcopy-requests": 0, "page-size": PAGE_SIZE,
+                    "multifd-bytes": 0, "pages-per-second": 0, "precopy-bytes": 0,
+                    "downtime-bytes": transferred, "postcopy-bytes": 0,
+                    "dirty-sync-missed-zero-copy": 0},
+            "total-time": total_ms,
+            "downtime": max(1, round((done - setup) * 1000)),
+            "setup-time": round((setup - started) * 1000)})
+
+    def _receive_uri(self, uri: str) -> None:
+        """``qemu_start_incoming_migration``: open ``file:PATH`` and load it."""
+        self._migration = {}
+        self._set_migration_status("setup")
+        try:
+            path = file_uri_path(uri, incoming=True)
+        except MigrationStreamError as exc:
+            raise self._fail_migration(str(exc)) from None
+        try:
+            source = open(path, "rb")
+        except OSError as exc:
+            raise self._fail_migration(f"Could not open '{path}': {exc.strerror}") from None
+        with source:
+            self._receive(source)
+
+    def _receive(self, source: BinaryIO) -> None:
+        """``process_incoming_migration_co``: check the whole stream and the configuration
+        it was made for, then (and only then) boot the platform, load RAM and vCPU state and
+        run. The EPC keeps nothing: the machine has just been built."""
+        self._set_migration_status("active")
+        try:
+            size = os.fstat(source.fileno()).st_size
+            if size == 0:
+                raise MigrationStreamError("load of migration failed: Input/output error "
+                                           "(the stream is empty)")
+            # Not closed explicitly: the views into it live on in ``state``; the mapping goes
+            # when the last of them does.
+            data = mmap.mmap(source.fileno(), 0, access=mmap.ACCESS_READ)
+            ranges = [(base, len(region)) for base, region in self.ram.regions()]
+            state = read_machine(memoryview(data), ranges)
+            mismatch = config_mismatch(state.config, self._fingerprint())
+            if mismatch is not None:
+                raise MigrationStreamError(mismatch)
+            vcpus = self._parse_vcpu_state(state.vcpus)
+        except (MigrationStreamError, MachineError) as exc:
+            raise self._fail_migration(str(exc)) from None
+        self._load(state, vcpus)
+        self.state = RunState.RUNNING
+        self._emit("RESUME", {})
+        self._set_migration_status("completed")
+
+    def _load(self, state: MachineState, vcpus: list[tuple[int, list[int]]]) -> None:
+        self._power_on()
+        self.ram.clear()
+        for addr, pages in state.ram:
+            self.ram.write(addr, pages)
+        self._apply_vcpu_state(vcpus)
+
     # -- vCPU state ---------------------------------------------------------------------------
 
     def save_vcpu_state(self) -> list[dict[str, Any]]:
@@ -250,22 +493,35 @@ class VirtualMachine:
         """Put saved vCPU MSRs back (``kvm_put_msrs``: host-initiated writes, so the lock bit
         and the launch-control write rules do not apply). The state must come from a machine
         with the same vCPU count and launch-control setting."""
+        self._apply_vcpu_state(self._parse_vcpu_state(states))
+
+    def _parse_vcpu_state(self, states: Sequence[dict[str, Any]]
+                          ) -> list[tuple[int, list[int]]]:
+        """Check saved vCPU state against this machine; (feature control, LE hashes) per
+        vCPU. Nothing is changed, so a refused state loads nothing."""
         if len(states) != len(self.vcpu_msrs):
             raise MachineError(f"vCPU state for {len(states)} vCPUs does not fit a machine "
                                f"with {len(self.vcpu_msrs)}")
         has_lc = self.cpuid.has(SgxFeature.SGXLC)
+        parsed = []
         for index, (msrs, state) in enumerate(zip(self.vcpu_msrs, states, strict=True)):
             if ("cpu/intel_sgx" in state) != has_lc:
                 raise MachineError(f"vCPU {index}: subsection cpu/intel_sgx is "
                                    f"{'present' if not has_lc else 'missing'} but the guest "
                                    f"CPU {'lacks' if not has_lc else 'has'} sgxlc")
             hashes = state.get("cpu/intel_sgx", msrs.lepubkeyhash)
-            value = state["cpu/msr_ia32_feature_control"]
-            if not (isinstance(value, int) and 0 <= value < 1 << 64 and len(hashes) == 4
+            value = state.get("cpu/msr_ia32_feature_control")
+            if not (isinstance(value, int) and 0 <= value < 1 << 64
+                    and isinstance(hashes, list) and len(hashes) == 4
                     and all(isinstance(h, int) and 0 <= h < 1 << 64 for h in hashes)):
                 raise MachineError(f"vCPU {index}: malformed SGX MSR state")
+            parsed.append((value, list(hashes)))
+        return parsed
+
+    def _apply_vcpu_state(self, states: list[tuple[int, list[int]]]) -> None:
+        for msrs, (value, hashes) in zip(self.vcpu_msrs, states, strict=True):
             msrs.feature_control = value
-            msrs.lepubkeyhash = list(hashes)
+            msrs.lepubkeyhash = hashes
 
     # -- events -------------------------------------------------------------------------------
 

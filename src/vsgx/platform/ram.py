@@ -71,7 +71,11 @@ class GuestRam:
         k, off = self._locate(addr, len(view))
         self._maps[k][off : off + len(view)] = view
 
-    def close(self) -> None:
-        """Give the memory back to the host (the contents read as zero afterwards)."""
+    def clear(self) -> None:
+        """Give the memory back to the host: every byte reads as zero afterwards."""
         for m in self._maps:
             m.madvise(mmap.MADV_DONTNEED)
+
+    def close(self) -> None:
+        """Release the memory (:meth:`clear`; the mappings stay valid and read as zero)."""
+        self.clear()
