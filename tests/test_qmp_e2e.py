@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from qemu.qmp import QMPClient
+from qemu.qmp import ExecuteError, QMPClient
 from seeds import SEED_NUMA
 from vmhelpers import ecreate
 
@@ -148,3 +148,84 @@ def test_vsgx_run_with_wait_on_blocks_until_a_client_connects(sock: Path) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=TIMEOUT)
+
+
+MIGRATING = ("-machine q35 -m 256M -smp 2 -cpu host,+sgxlc "
+             "-object memory-backend-epc,id=mem1,size=8M "
+             "-M sgx-epc.0.memdev=mem1,sgx-epc.0.node=0")
+
+
+def test_qemu_client_migrates_a_machine_to_another_host(sock: Path) -> None:
+    from vsgx.platform.host import open_host
+
+    stream = sock.with_name("vm.mig")
+    src_sock, dst_sock = sock.with_name("src.sock"), sock.with_name("dst.sock")
+    src = Machine.from_args([*MIGRATING.split(), "-qmp", f"unix:{src_sock},server=on,wait=off"],
+                            host=open_host("a", persist=False))
+    dst = Machine.from_args([*MIGRATING.split(), "-qmp", f"unix:{dst_sock},server=on,wait=off",
+                             "-incoming", "defer"], host=open_host("b", persist=False))
+    with src, dst, QmpServer(src, src.config.qmp[0]), QmpServer(dst, dst.config.qmp[0]):
+        src.start()
+        dst.start()
+        src.ram.write(0x10000, b"carried over")
+        ecreate(src, src.layout.epc_base)
+
+        async def session() -> None:
+            source, target = QMPClient("src"), QMPClient("dst")
+            await source.connect(str(src_sock))
+            await target.connect(str(dst_sock))
+            assert await source.execute("query-migrate") == {}
+            assert (await target.execute("query-status"))["status"] == "inmigrate"
+            for client in (source, target):
+                await client.execute("migrate-set-capabilities", {"capabilities": [
+                    {"capability": "events", "state": True}]})
+            with source.listener() as listener:
+                assert await source.execute("migrate", {"uri": f"file:{stream}"}) == {}
+                seen = [await asyncio.wait_for(listener.get(), TIMEOUT) for _ in range(4)]
+            assert [(e["event"], e.get("data")) for e in seen] == [
+                ("MIGRATION", {"status": "setup"}), ("MIGRATION", {"status": "active"}),
+                ("STOP", None), ("MIGRATION", {"status": "completed"})]
+            info = await source.execute("query-migrate")
+            assert info["status"] == "completed" and info["ram"]["normal"] == 3
+            assert (await source.execute("query-status"))["status"] == "postmigrate"
+            with target.listener() as listener:
+                await target.execute("migrate-incoming", {"uri": f"file:{stream}"})
+                seen = [await asyncio.wait_for(listener.get(), TIMEOUT) for _ in range(4)]
+            assert [e["event"] for e in seen] == ["MIGRATION", "MIGRATION", "RESUME",
+                                                  "MIGRATION"]
+            assert await target.execute("query-migrate") == {"status": "completed"}
+            assert (await target.execute("query-status"))["running"] is True
+            with pytest.raises(ExecuteError, match="vsgx migrates only to and from"):
+                await source.execute("migrate", {"uri": "tcp:localhost:4444"})
+            await source.disconnect()
+            await target.disconnect()
+
+        run(session())
+        assert dst.ram.read(0x10000, 12) == b"carried over"
+        assert dst.processor is not None and not dst.processor.epcm.valid(0)
+        assert src.vcpu_msrs[0].lepubkeyhash == dst.vcpu_msrs[0].lepubkeyhash
+
+
+def test_vsgx_run_restores_a_snapshot_on_another_host(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("vsgx")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "vsgx.cli"]
+    stream = tmp_path / "vm.mig"
+    save = tmp_path / "save.py"
+    save.write_text(f"vm.ram.write(0x4000, b'from host a')\nvm.migrate_to_file({str(stream)!r})\n"
+                    "print(vm.query_status()['status'])\n")
+    check = tmp_path / "check.py"
+    check.write_text("print(vm.ram.read(0x4000, 11).decode(), vm.query_status()['status'])\n")
+    saved = subprocess.run([*cmd, "run", "--host", "mig-a", *MIGRATING.split(), "--",
+                            str(save)], capture_output=True, text=True, timeout=TIMEOUT,
+                           check=False)
+    assert saved.returncode == 0 and saved.stdout == "postmigrate\n", saved.stderr
+    loaded = subprocess.run([*cmd, "run", "--host", "mig-b", *MIGRATING.split(), "-incoming",
+                             f"file:{stream}", "--", str(check)], capture_output=True,
+                            text=True, timeout=TIMEOUT, check=False)
+    assert loaded.returncode == 0 and loaded.stdout == "from host a running\n", loaded.stderr
+    stream.write_bytes(stream.read_bytes()[:-1])
+    refused = subprocess.run([*cmd, "run", *MIGRATING.split(), "-incoming", f"file:{stream}"],
+                             capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("vsgx: load of migration failed: Input/output error")
+    assert "Traceback" not in refused.stderr

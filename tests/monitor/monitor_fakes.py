@@ -30,6 +30,8 @@ class FakeMachine:
         self.status = status
         self.quit_called = threading.Event()
         self._listeners: list[EventListener] = []
+        self.migration: dict[str, Any] = {}
+        self.migration_events = False
         self._lock = threading.Lock()
 
     # -- queries ---------------------------------------------------------------------------
@@ -83,6 +85,28 @@ class FakeMachine:
     def quit(self) -> None:
         self.emit("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"})
         self.quit_called.set()
+
+    # -- migration -------------------------------------------------------------------------
+
+    def migrate_to_uri(self, uri: str) -> None:
+        """QEMU 7.2 with ``-machine none``: ``setup``, then every URI here fails."""
+        self._migration_status("setup")
+        self._migration_status("failed")
+        raise CommandError("Parameter 'uri' expects a valid migration protocol")
+
+    def migrate_incoming(self, uri: str) -> None:
+        raise CommandError("'-incoming' was not specified on the command line")
+
+    def query_migrate(self) -> dict[str, Any]:
+        return dict(self.migration)
+
+    def set_migration_events(self, enabled: bool) -> None:
+        self.migration_events = enabled
+
+    def _migration_status(self, status: str) -> None:
+        self.migration["status"] = status
+        if self.migration_events:
+            self.emit("MIGRATION", {"status": status})
 
     # -- events ----------------------------------------------------------------------------
 

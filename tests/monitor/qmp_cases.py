@@ -257,6 +257,54 @@ CASES: list[Case] = [
           _event("RESUME"), '{"return": {}, "id": "c"}',
           _event("RESET", '{"guest": false, "reason": "host-qmp-system-reset"}'), OK,
           _e("Parameter 'x' is unexpected"))),
+    # -- migration (migration/migration.c, qapi/migration.json) ---------------------------
+    Case("query-migrate before any migration", b'{"execute":"query-migrate"}\n', (OK,)),
+    Case("migrate to an unknown protocol, with events",
+         b'{"execute":"migrate-set-capabilities","arguments":{"capabilities":'
+         b'[{"capability":"events","state":true}]}}\n'
+         b'{"execute":"migrate","arguments":{"uri":"bogus"}}\n{"execute":"query-migrate"}\n',
+         (OK, _event("MIGRATION", '{"status": "setup"}'),
+          _event("MIGRATION", '{"status": "failed"}'),
+          _e("Parameter 'uri' expects a valid migration protocol"),
+          '{"return": {"status": "failed"}}')),
+    Case("migrate argument checks",
+         b'{"execute":"migrate"}\n{"execute":"migrate","arguments":{"uri":5}}\n'
+         b'{"execute":"migrate","arguments":{"uri":"x","detach":1}}\n'
+         b'{"execute":"migrate","arguments":{"uri":"x","extra":1}}\n',
+         (_e("Parameter 'uri' is missing"),
+          _e("Invalid parameter type for 'uri', expected: string"),
+          _e("Invalid parameter type for 'detach', expected: boolean"),
+          _e("Parameter 'extra' is unexpected"))),
+    Case("migrate-incoming without -incoming",
+         b'{"execute":"migrate-incoming","arguments":{"uri":"file:/x"}}\n',
+         (_e("'-incoming' was not specified on the command line"),)),
+    Case("migrate-set-capabilities argument checks",
+         b'{"execute":"migrate-set-capabilities"}\n'
+         b'{"execute":"migrate-set-capabilities","arguments":{"capabilities":{}}}\n'
+         b'{"execute":"migrate-set-capabilities","arguments":{"capabilities":[5]}}\n'
+         b'{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"state":true}]}}\n'
+         b'{"execute":"migrate-set-capabilities","arguments":{"capabilities":'
+         b'[{"capability":5,"state":true}]}}\n'
+         b'{"execute":"migrate-set-capabilities","arguments":{"capabilities":'
+         b'[{"capability":"foo","state":true}]}}\n'
+         b'{"execute":"migrate-set-capabilities","arguments":{"capabilities":'
+         b'[{"capability":"events"}]}}\n'
+         b'{"execute":"migrate-set-capabilities","arguments":{"capabilities":'
+         b'[{"capability":"events","state":1}]}}\n'
+         b'{"execute":"migrate-set-capabilities","arguments":{"capabilities":'
+         b'[{"capability":"events","state":true,"x":1}]}}\n'
+         b'{"execute":"migrate-set-capabilities","arguments":{"capabilities":'
+         b'[{"capability":"events","state":false}]}}\n',
+         (_e("Parameter 'capabilities' is missing"),
+          _e("Invalid parameter type for 'capabilities', expected: array"),
+          _e("Invalid parameter type for 'capabilities[0]', expected: object"),
+          _e("Parameter 'capabilities[0].capability' is missing"),
+          _e("Invalid parameter type for 'capabilities[0].capability', expected: string"),
+          _e("Parameter 'capability' does not accept value 'foo'"),
+          _e("Parameter 'capabilities[0].state' is missing"),
+          _e("Invalid parameter type for 'capabilities[0].state', expected: boolean"),
+          _e("Parameter 'capabilities[0].x' is unexpected"),
+          OK)),
     Case("quit", b'{"execute":"quit","id":"q"}\n{"execute":"query-status"}\n',
          (_event("SHUTDOWN", '{"guest": false, "reason": "host-qmp-quit"}'),
           '{"return": {}, "id": "q"}')),

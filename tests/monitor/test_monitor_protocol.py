@@ -210,7 +210,8 @@ def test_query_commands_lists_what_is_implemented(sgx: Conversation) -> None:
     assert names == ["query-sgx-capabilities", "query-sgx", "human-monitor-command", "cont",
                      "stop", "query-name", "query-memory-devices", "system_reset",
                      "query-cpus-fast", "quit", "query-commands", "query-version",
-                     "qmp_capabilities", "query-status"]
+                     "qmp_capabilities", "migrate-incoming", "migrate",
+                     "migrate-set-capabilities", "query-migrate", "query-status"]
     for name in names[:9]:  # up to quit, which would end the session
         reply = sgx.execute(name)
         assert not isinstance(reply, dict) or "CommandNotFound" not in str(reply)

@@ -29,11 +29,20 @@ QEMU_VERSION = (7, 2, 0)
 
 _INT64 = range(-(1 << 63), 1 << 63)
 
+MIGRATION_CAPABILITIES = (
+    "xbzrle", "rdma-pin-all", "auto-converge", "zero-blocks", "compress", "events",
+    "postcopy-ram", "x-colo", "release-ram", "block", "return-path",
+    "pause-before-switchover", "multifd", "dirty-bitmaps", "postcopy-blocktime",
+    "late-block-activate", "x-ignore-shared", "validate-uuid", "background-snapshot",
+    "zero-copy-send", "postcopy-preempt")
+"""QEMU 7.2's ``MigrationCapability`` enum (``qapi/migration.json``)."""
+
 
 @dataclass(frozen=True)
 class _Param:
-    """One command argument: its name, its QAPI type (``str``, ``int``, or
-    ``QMPCapability-list`` for ``['QMPCapability']``) and whether it may be absent."""
+    """One command argument: its name, its QAPI type (``str``, ``int``, ``bool``,
+    ``QMPCapability-list`` for ``['QMPCapability']``, ``MigrationCapabilityStatus-list``
+    for ``['MigrationCapabilityStatus']``) and whether it may be absent."""
 
     name: str
     kind: str
@@ -47,6 +56,10 @@ def _check_value(param: _Param, value: object) -> None:
     if param.kind == "int" and not (isinstance(value, int) and not isinstance(value, bool)
                                     and value in _INT64):
         raise CommandError(f"Invalid parameter type for '{param.name}', expected: integer")
+    if param.kind == "bool" and not isinstance(value, bool):
+        raise CommandError(f"Invalid parameter type for '{param.name}', expected: boolean")
+    if param.kind == "MigrationCapabilityStatus-list":
+        _check_migration_capabilities(param.name, value)
     if param.kind == "QMPCapability-list":
         if not isinstance(value, list):
             raise CommandError(f"Invalid parameter type for '{param.name}', expected: array")
@@ -57,6 +70,33 @@ def _check_value(param: _Param, value: object) -> None:
             if item not in CAPABILITIES:
                 # QEMU 7.2 names list elements of enum type 'null' here.
                 raise CommandError(f"Parameter 'null' does not accept value '{item}'")
+
+
+def _check_migration_capabilities(name: str, value: object) -> None:
+    """``['MigrationCapabilityStatus']``: each element an object with ``capability`` (a
+    ``MigrationCapability``) and ``state`` (bool), nothing else."""
+    if not isinstance(value, list):
+        raise CommandError(f"Invalid parameter type for '{name}', expected: array")
+    for index, item in enumerate(value):
+        where = f"{name}[{index}]"
+        if not isinstance(item, dict):
+            raise CommandError(f"Invalid parameter type for '{where}', expected: object")
+        capability = item.get("capability")
+        if "capability" not in item:
+            raise CommandError(f"Parameter '{where}.capability' is missing")
+        if not isinstance(capability, str):
+            raise CommandError(f"Invalid parameter type for '{where}.capability', "
+                               "expected: string")
+        if capability not in MIGRATION_CAPABILITIES:
+            raise CommandError(f"Parameter 'capability' does not accept value '{capability}'")
+        if "state" not in item:
+            raise CommandError(f"Parameter '{where}.state' is missing")
+        if not isinstance(item["state"], bool):
+            raise CommandError(f"Invalid parameter type for '{where}.state', "
+                               "expected: boolean")
+        for member in qdict_order(list(item)):
+            if member not in ("capability", "state"):
+                raise CommandError(f"Parameter '{where}.{member}' is unexpected")
 
 
 def _check_arguments(params: tuple[_Param, ...], arguments: dict[str, Any]) -> None:
@@ -113,6 +153,15 @@ class CommandTable:
             "qmp_capabilities": _Command(
                 (_Param("enable", "QMPCapability-list", optional=True),),
                 lambda s, a: s.negotiate(a.get("enable", []))),
+            "migrate-incoming": _Command((_Param("uri", "str"),),
+                                         lambda s, a: t.migrate_incoming(a["uri"])),
+            # ``detach`` is ignored, as QEMU ignores it ("exists only for compatibility").
+            "migrate": _Command((_Param("uri", "str"), _Param("detach", "bool", optional=True)),
+                                lambda s, a: t.migrate_to_uri(a["uri"])),
+            "migrate-set-capabilities": _Command(
+                (_Param("capabilities", "MigrationCapabilityStatus-list"),),
+                self._migrate_set_capabilities),
+            "query-migrate": _Command(no_args, lambda s, a: t.query_migrate()),
             "query-status": _Command(no_args, lambda s, a: t.query_status()),
         }
 
@@ -154,6 +203,18 @@ class CommandTable:
             if _c_int(arguments["cpu-index"]) not in cpus:
                 raise CommandError("Parameter 'cpu-index' expects a CPU number")
         return hmp.run(self._target, self.version(), arguments["command-line"])
+
+    def _migrate_set_capabilities(self, session: Session, arguments: dict[str, Any]) -> object:
+        """Only ``events`` means something to vsgx's migration; the other capabilities tune
+        how QEMU moves RAM over a network, which a ``file:`` stream does not do, and are
+        refused rather than silently ignored."""
+        for item in arguments["capabilities"]:
+            if item["capability"] != "events":
+                raise CommandError(f"vsgx does not support the migration capability "
+                                   f"'{item['capability']}' (only 'events')")
+        for item in arguments["capabilities"]:
+            self._target.set_migration_events(item["state"])
+        return None
 
     def _quit(self, session: Session, arguments: dict[str, Any]) -> object:
         self._target.quit()

@@ -82,6 +82,24 @@ class MonitorTarget(Protocol):
         ``reason: "host-qmp-quit"``)."""
         ...
 
+    def migrate_to_uri(self, uri: str) -> None:
+        """``migrate``: migrate to ``uri`` (``file:PATH``), emitting ``MIGRATION`` events
+        when the ``events`` capability is on; returns once the migration has finished."""
+        ...
+
+    def migrate_incoming(self, uri: str) -> None:
+        """``migrate-incoming``: load the incoming migration at ``uri`` (``-incoming
+        defer``)."""
+        ...
+
+    def query_migrate(self) -> dict[str, Any]:
+        """``query-migrate``: QEMU's ``MigrationInfo`` (``{}`` before any migration)."""
+        ...
+
+    def set_migration_events(self, enabled: bool) -> None:
+        """The ``events`` migration capability (``migrate-set-capabilities``)."""
+        ...
+
     def subscribe(self, listener: EventListener) -> Callable[[], None]:
         """Call ``listener(event_name, data)`` for every QAPI event the machine emits (``STOP``,
         ``RESUME``, ``RESET``, ``SHUTDOWN``, ...), from whatever thread emits it; return a
