@@ -40,36 +40,39 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def one_round(round_: int, payload: bytes, stream: Path, raw: Path
+              ) -> tuple[tuple[float, float], tuple[float, float], int]:
+    """(migrate, raw write), (restore, raw read) and the stream's size, for one round."""
+    src = VirtualMachine.from_args(MACHINE, host=open_host(f"bench-a{round_}", persist=False))
+    src.start()
+    _, memory = src.ram.regions()[0]
+    memory[16 << 20:(16 << 20) + TOUCHED] = payload  # above the legacy area
+    outgoing = (timed(lambda: src.migrate_to_file(stream)),
+                timed(lambda: raw.write_bytes(payload)))
+    src.close()
+
+    def restore() -> None:
+        dest = VirtualMachine.from_args([*MACHINE, "-incoming", f"file:{stream}"],
+                                        host=open_host(f"bench-b{round_}", persist=False))
+        dest.start()
+        dest.close()
+
+    incoming = (timed(restore), timed(raw.read_bytes))
+    size = stream.stat().st_size
+    os.unlink(stream)
+    return outgoing, incoming, size
+
+
 def main() -> None:
     payload = (bytes(range(1, 256)) * (TOUCHED // 255 + 1))[:TOUCHED]
     out_times: list[tuple[float, float]] = []
     in_times: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        stream = Path(tmp) / "vm.mig"
-        raw = Path(tmp) / "raw.bin"
         for round_ in range(ROUNDS):
-            src = VirtualMachine.from_args(MACHINE, host=open_host(f"bench-a{round_}",
-                                                                  persist=False))
-            src.start()
-            _, memory = src.ram.regions()[0]
-            memory[16 << 20:(16 << 20) + TOUCHED] = payload  # above the legacy area
-            migrate_t = timed(lambda: src.migrate_to_file(stream))
-            raw_write_t = timed(lambda: raw.write_bytes(payload))
-            out_times.append((migrate_t, raw_write_t))
-            src.close()
-
-            def restore() -> None:
-                dest = VirtualMachine.from_args([*MACHINE, "-incoming", f"file:{stream}"],
-                                                host=open_host(f"bench-b{round_}",
-                                                               persist=False))
-                dest.start()
-                dest.close()
-
-            restore_t = timed(restore)
-            raw_read_t = timed(raw.read_bytes)
-            in_times.append((restore_t, raw_read_t))
-            size = stream.stat().st_size
-            os.unlink(stream)
+            outgoing, incoming, size = one_round(round_, payload, Path(tmp) / "vm.mig",
+                                                 Path(tmp) / "raw.bin")
+            out_times.append(outgoing)
+            in_times.append(incoming)
     best_out = min(out_times)
     best_in = min(in_times)
     table = Table(title=f"migration of a 4 GiB VM with {TOUCHED >> 20} MiB touched "
