@@ -11,12 +11,29 @@ after a reset):
 
 ``vm.stop()`` (or leaving the ``with`` block, or :meth:`close`) shuts the machine down;
 QMP's ``stop``, which only pauses it, is ``vm.pause()``.
+
+Migration carries the guest too (the stream's ``guest`` section, :mod:`vsgx.guest.migration`):
+the destination boots its own guest from its configuration, receives RAM and vCPU state, and
+then takes over the source guest's kernel state and processes, which a program finds again by
+pid::
+
+    src.migrate(dest)
+    process = dest.guest.process(pid)
+
+The enclaves' EPC stays behind: their next EENTER faults with PFEC.SGX. vDSO user handlers
+(host-side Python callables) do not migrate and must be registered again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from vsgx.guest import GuestOS, boot
+from vsgx.guest.migration import GuestStateError, load_guest, parse_guest, save_guest
 from vsgx.platform.machine import MachineError, VirtualMachine
+from vsgx.platform.migration import MigrationStreamError
+
+_LOAD_FAILED = "load of migration failed: Invalid argument"
 
 
 class Machine(VirtualMachine):
@@ -32,16 +49,41 @@ class Machine(VirtualMachine):
         return self._guest
 
     def check_migratable(self) -> None:
-        """Refuse to migrate while the guest runs processes: their address spaces, files and
-        enclave bookkeeping are Python objects that the migration stream does not carry yet,
-        and dropping them silently would lose them. A guest without processes migrates
-        completely: its boot state follows from the configuration, so the destination boots
-        its own guest and then receives the RAM (QEMU's equivalent is a migration blocker,
-        ``migrate_add_blocker``)."""
-        if self._guest is not None and (count := len(self._guest.processes)):
-            raise MachineError(f"migration of guest processes is not supported yet (the "
-                               f"guest runs {count} process{'es' if count > 1 else ''}; "
-                               "exit them first)")
+        """Refuse to migrate while a guest thread runs on a vCPU (inside
+        ``__vdso_sgx_enter_enclave``): that call's state is the calling host thread's, which
+        no stream can carry (QEMU would stop the vCPU; vsgx's vCPUs run on their callers'
+        threads, so the caller must return first). Processes migrate, whatever they hold."""
+        cpus = None if self._guest is None else self._guest.cpus
+        if cpus is not None and (busy := cpus.busy):
+            raise MachineError(f"cannot migrate while {busy} guest thread"
+                               f"{'s run' if busy > 1 else ' runs'} on a vCPU (inside "
+                               "__vdso_sgx_enter_enclave): let the call return first")
+
+    def save_guest_state(self) -> bytes | None:
+        """The guest kernel's state and its processes (None before the guest has booted:
+        a machine still in ``prelaunch`` boots afresh wherever it goes)."""
+        return None if self._guest is None else save_guest(self._guest)
+
+    def check_guest_state(self, payload: memoryview | None) -> Callable[[], None]:
+        """Parse and check the ``guest`` section against this machine's RAM and EPC before
+        anything is loaded; the returned function rebuilds it in the guest the destination
+        boots. A stream without one (from a bare platform or a machine not yet booted)
+        leaves the booted guest as it is."""
+        if payload is None:
+            return lambda: None
+        ram = [(base, len(region)) for base, region in self.ram.regions()]
+        epc = [(s.addr, s.size, s.node) for s in self.layout.epc_sections]
+        try:
+            image = parse_guest(payload, ram, epc)
+        except GuestStateError as exc:
+            raise MigrationStreamError(f"{_LOAD_FAILED} ({exc})") from None
+
+        def load() -> None:
+            try:
+                load_guest(self.guest, image)
+            except GuestStateError as exc:
+                raise MachineError(f"{_LOAD_FAILED} ({exc})") from None
+        return load
 
     def boot_guest(self) -> None:
         if self._guest is not None:  # a reset: the old kernel and its processes are gone

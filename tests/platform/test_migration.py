@@ -288,21 +288,6 @@ def test_damaged_streams_load_nothing(machines: list[VirtualMachine], tmp_path: 
     assert dst.ram.read(0x3000, 11) == b"source data" and dst.vcpu_msrs[0].lepubkeyhash == [9] * 4
 
 
-def test_a_guest_with_processes_refuses_to_migrate(machines: list[VirtualMachine],
-                                                   tmp_path: Path) -> None:
-    src = source(machines)
-    assert isinstance(src, Machine)
-    proc = src.guest.spawn()
-    with pytest.raises(MachineError, match=r"^migration of guest processes is not supported "
-                                           r"yet \(the guest runs 1 process;"):
-        src.migrate_to_file(tmp_path / "vm.mig")
-    assert src.state is RunState.RUNNING and src.query_migrate() == {}
-    assert not (tmp_path / "vm.mig").exists()
-    proc.exit()
-    src.migrate_to_file(tmp_path / "vm.mig")
-    assert src.query_migrate()["status"] == "completed"
-
-
 def test_the_bare_platform_migrates_too(machines: list[VirtualMachine]) -> None:
     src = machine(SMALL, "a", cls=VirtualMachine)
     dst = machine(SMALL, "b", "-incoming", "defer", cls=VirtualMachine)

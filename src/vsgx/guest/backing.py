@@ -23,6 +23,18 @@ class Backing:
         self.size = size
         self._pages: dict[int, bytearray] = {}
 
+    def file_pages(self) -> dict[int, bytes]:
+        """The file's existing 4 KiB pages by index (what a migration carries)."""
+        return {index: bytes(page) for index, page in self._pages.items()}
+
+    @classmethod
+    def from_pages(cls, size: int, pages: dict[int, bytes]) -> Backing:
+        """A backing file holding ``pages`` (4 KiB each, by index), as :meth:`file_pages`
+        gave them."""
+        backing = cls(size)
+        backing._pages = {index: bytearray(page) for index, page in pages.items()}
+        return backing
+
     @property
     def nr_pages(self) -> int:
         """How many 4 KiB pages of the file exist (hold data or have not been truncated)."""

@@ -182,6 +182,15 @@ class Enclave:
             self._backing = Backing(self.size)
         return self._backing
 
+    @property
+    def backing_if_created(self) -> Backing | None:
+        """The backing store if :attr:`backing` has created it (what a migration carries)."""
+        return self._backing
+
+    def adopt_backing(self, backing: Backing | None) -> None:
+        """Take over a migrated enclave's backing store."""
+        self._backing = backing
+
     def grow(self, *, reclaim: bool, node: int) -> VaPage | None:
         """``sgx_encl_grow``: count one more page and, every 512 pages, add a VA page (EPA) at
         the head of the list, which is returned so that :meth:`shrink` can undo it."""

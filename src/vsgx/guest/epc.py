@@ -58,6 +58,21 @@ class EpcAllocator:
             return {node: (self._node_pages[node], len(self._free[node]))
                     for node in self._nodes}
 
+    def free_lists(self) -> dict[int, list[int]]:
+        """Per node with EPC, the free pages' addresses in list order (head first)."""
+        with self._lock:
+            return {node: [page.pa for page in pages] for node, pages in self._free.items()}
+
+    def restore(self, free: dict[int, list[int]]) -> None:
+        """Take over a migrated kernel's free lists (per node, head first; checked by the
+        caller): the pages not on them stay the kernel's, owned by the enclave bookkeeping
+        that names them, whatever the EPC now holds there."""
+        with self._lock:
+            for node, pages in self._free.items():
+                pages.clear()
+                pages.extend(EpcPage(pa, node) for pa in free.get(node, ()))
+            self.nr_free_pages = sum(len(pages) for pages in self._free.values())
+
     def alloc(self, owner: object | None, *, reclaim: bool, node: int) -> EpcPage:
         """``sgx_alloc_epc_page``: a free page for ``owner``, from ``node`` (the caller's)
         first. When none is free: ENOMEM if no page is reclaimable, EBUSY if the caller may not

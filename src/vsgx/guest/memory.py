@@ -29,6 +29,17 @@ kernel image and early allocations) and is never handed out."""
 _ZERO_PAGE = bytes(PAGE_SIZE)
 
 
+def allocatable(ram: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The (start, end) page ranges the allocator hands out of RAM regions (base, size):
+    each region above :data:`KERNEL_RESERVED`, whole pages only."""
+    ranges = []
+    for base, size in ram:
+        start, end = max(base, KERNEL_RESERVED), base + size // PAGE_SIZE * PAGE_SIZE
+        if start < end:
+            ranges.append((start, end))
+    return ranges
+
+
 class GuestRamView(Protocol):
     """Guest RAM as the platform provides it (:class:`vsgx.platform.ram.GuestRam`)."""
 
@@ -51,16 +62,11 @@ class PhysicalMemory:
         self._epc_starts = [start for start, _ in self._epc]
         self._lock = threading.Lock()
         self._recycled: list[int] = []
-        self._untouched: list[list[int]] = []  # [next never-allocated page, end] per region
-        total = 0
-        for base, memory in ram.regions():
-            start = max(base, KERNEL_RESERVED)
-            end = base + len(memory) // PAGE_SIZE * PAGE_SIZE
-            if start < end:
-                self._untouched.append([start, end])
-                total += (end - start) // PAGE_SIZE
-        self.total_pages = total
-        self._free = total
+        self._untouched = [[start, end] for start, end in allocatable(
+            [(base, len(memory)) for base, memory in ram.regions()])]
+        """[next never-allocated page, end] per region."""
+        self.total_pages = sum((end - start) // PAGE_SIZE for start, end in self._untouched)
+        self._free = self.total_pages
 
     @property
     def nr_free_pages(self) -> int:
@@ -87,6 +93,22 @@ class PhysicalMemory:
         with self._lock:
             self._recycled.append(pa)
             self._free += 1
+
+    def allocator_state(self) -> tuple[list[tuple[int, int]], list[int]]:
+        """What a migration carries of the allocator: per region (next never-allocated
+        page, end), and the freed pages in reuse order (the last is reused first)."""
+        with self._lock:
+            return [(start, end) for start, end in self._untouched], list(self._recycled)
+
+    def restore_allocator(self, untouched: Sequence[tuple[int, int]],
+                          recycled: Sequence[int]) -> None:
+        """Take over a migrated allocator's state (checked against :func:`allocatable` of
+        the same RAM by the caller): the pages it had handed out stay in use."""
+        with self._lock:
+            self._untouched = [[start, end] for start, end in untouched]
+            self._recycled = list(recycled)
+            self._free = len(self._recycled) + sum((end - start) // PAGE_SIZE
+                                                   for start, end in self._untouched)
 
     def is_epc(self, pa: int) -> bool:
         """Whether ``pa`` lies in one of the kernel's EPC sections."""

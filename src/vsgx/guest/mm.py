@@ -150,6 +150,22 @@ class AddressSpace:
         with self.lock:
             return [dataclasses.replace(vma) for vma in self._vmas]
 
+    def ptes(self) -> dict[int, int]:
+        """A snapshot of the page table: virtual page address -> guest-physical page."""
+        with self.lock:
+            return dict(self._ptes)
+
+    def restore(self, vmas: list[Vma], ptes: dict[int, int]) -> None:
+        """Take over a migrated address space: its VMAs (sorted, not overlapping, holding
+        their files' references) and PTEs, as checked by the caller. The pages the PTEs
+        name are in guest RAM (the migration stream carries it) or, for an enclave, in EPC
+        the destination never had: using them faults as the EPCM says."""
+        with self.lock:
+            self._vmas = list(vmas)
+            self._starts = [vma.start for vma in vmas]
+            self._ptes = dict(ptes)
+            self.generation += 1
+
     def vma_at(self, addr: int) -> Vma | None:
         """``vma_lookup``: the VMA containing ``addr``."""
         i = bisect.bisect_right(self._starts, addr) - 1

@@ -13,7 +13,7 @@ File descriptors are numbered from 0, lowest free first (the model has no standa
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from vsgx.arch import PAGE_SIZE, Vector
 from vsgx.guest.memory import PhysicalMemory
@@ -72,6 +72,24 @@ class Process:
             if self._vdso is None:
                 self._vdso = VdsoSgx(self, self._cpus)
             return self._vdso
+
+    def migration_state(self) -> tuple[dict[int, File], tuple[int, list[int], int] | None]:
+        """The descriptor table, and the vDSO as :meth:`VdsoSgx.migration_state` gives it
+        (None if the process never used it)."""
+        with self._lock:
+            vdso = None if self._vdso is None else self._vdso.migration_state()
+            return dict(self._files), vdso
+
+    def restore(self, files: dict[int, File], vdso: tuple[int, Sequence[int], int] | None
+                ) -> None:
+        """Take over a migrated process's descriptors and vDSO (its address space is
+        restored through :attr:`mm`). The vDSO comes back without its user handlers."""
+        with self._lock:
+            self._files = dict(files)
+            if vdso is not None:
+                if self._cpus is None:
+                    raise ValueError("a process with a vDSO needs the machine's vCPUs")
+                self._vdso = VdsoSgx.adopt(self, self._cpus, *vdso)
 
     @property
     def mm(self) -> AddressSpace:

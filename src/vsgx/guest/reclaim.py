@@ -78,6 +78,16 @@ class Reclaimer:
         """How many pages are on the active list."""
         return len(self._active)
 
+    def active_pages(self) -> list[tuple[EpcPage, Enclave]]:
+        """The active list, head first."""
+        with self._lock:
+            return list(self._active.items())
+
+    def restore(self, active: list[tuple[EpcPage, Enclave]]) -> None:
+        """Take over a migrated kernel's active list (head first)."""
+        with self._lock:
+            self._active = dict(active)
+
     def mark_page_reclaimable(self, page: EpcPage, encl: Enclave) -> None:
         """``sgx_mark_page_reclaimable``: ``page``, an enclave page of ``encl`` now holding
         data, goes to the tail of the active list."""

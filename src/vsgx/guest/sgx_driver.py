@@ -119,9 +119,13 @@ class SgxEnclaveDevice(FileOperations):
 
     # -- file operations ----------------------------------------------------------------------
 
+    def new_enclave(self) -> Enclave:
+        """A new, empty enclave's bookkeeping (``sgx_open``'s ``kzalloc``)."""
+        return Enclave(self.epc, sgx2=self.config.sgx2)
+
     def open(self, file: File) -> None:
         """``sgx_open``: a new, empty enclave."""
-        file.private_data = Enclave(self.epc, sgx2=self.config.sgx2)
+        file.private_data = self.new_enclave()
 
     def release(self, file: File) -> None:
         """``sgx_release``: the last descriptor and mapping are gone, the enclave dies."""

@@ -10,8 +10,9 @@ have, so the guest never registers it and this model has no driver for it.
 from __future__ import annotations
 
 import functools
-import itertools
+import threading
 import time
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from vsgx.cpu.processor import SgxProcessor
@@ -84,8 +85,9 @@ class GuestOS:
                 SGX_PROVISION: SgxProvisionDevice(),
             }
             self._devices = {name: drivers[name] for name in kernel.devices if name in drivers}
-        self._pids = itertools.count(1)
+        self._next_pid = 1
         self._processes: list[Process] = []
+        self._lock = threading.Lock()
         self.cpus: VcpuPool | None = None
         """The vCPUs processes run their enclaves on (None without an SGX processor)."""
         if processor is not None:
@@ -127,13 +129,48 @@ class GuestOS:
 
     # -- processes ----------------------------------------------------------------------------
 
+    @property
+    def device_ops(self) -> Mapping[str, FileOperations]:
+        """The device nodes boot registered and their drivers' file operations."""
+        return self._devices
+
+    @property
+    def next_pid(self) -> int:
+        """The pid the next :meth:`spawn` gives (pids are not reused)."""
+        return self._next_pid
+
     def spawn(self, *, node: int = 0) -> Process:
         """A new process (an empty address space, no open files) running on NUMA ``node``."""
         if node < 0:
             raise ValueError(f"NUMA node {node} does not exist")
-        process = Process(next(self._pids), self.memory, self._devices, node, cpus=self.cpus)
-        self._processes = [*self.processes, process]
+        with self._lock:
+            pid, self._next_pid = self._next_pid, self._next_pid + 1
+            process = self.new_process(pid, node)
+            self._processes = [*self.processes, process]
         return process
+
+    def new_process(self, pid: int, node: int) -> Process:
+        """A process object with pid ``pid`` that the guest does not list yet (what
+        :meth:`spawn` and a migration's :meth:`adopt_processes` start from)."""
+        return Process(pid, self.memory, self._devices, node, cpus=self.cpus)
+
+    def adopt_processes(self, processes: Sequence[Process], next_pid: int) -> None:
+        """Take over the processes a migration rebuilt (from :meth:`new_process`), and the
+        pid counter, in a guest that runs none."""
+        with self._lock:
+            if self.processes:
+                raise RuntimeError("the guest already runs processes")
+            self._processes = list(processes)
+            self._next_pid = next_pid
+
+    def process(self, pid: int) -> Process:
+        """The running process with pid ``pid`` (what a program holds on to across a
+        migration: ``src.migrate(dest); dest.guest.process(pid)``); ProcessLookupError
+        (ESRCH) when no such process runs."""
+        for process in self.processes:
+            if process.pid == pid:
+                return process
+        raise ProcessLookupError(f"no process with pid {pid} runs in the guest")
 
     @property
     def processes(self) -> tuple[Process, ...]:

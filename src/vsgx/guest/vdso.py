@@ -13,13 +13,19 @@ can, transparently; any other exception is written into ``struct sgx_enclave_run
 A ``user_handler`` is a Python callable registered with :meth:`VdsoSgx.register_handler`,
 which returns the "address" to put in ``run->user_handler``; it is called as
 ``handler(rdi, rsi, rdx, untrusted_rsp, r8, r9, run)`` and a result > 0 is the next ENCLU leaf.
+
+Handlers are host-side Python callables, so they do not migrate: a process brought back by a
+migration (:meth:`VdsoSgx.adopt`) keeps its vDSO page, its threads' stacks and the count of
+handlers registered, but no handler. They must be registered again; the tokens given before
+the migration stay dead (a call through one is a :class:`GuestFault` that says so), and new
+registrations get new tokens.
 """
 
 from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -49,10 +55,11 @@ class GuestFault(Exception):
     instance): on Linux the process would get a signal. ``vector``, ``error_code`` and
     ``address`` describe the exception; ``rip`` is where it happened."""
 
-    def __init__(self, vector: int, error_code: int, address: int, rip: int) -> None:
+    def __init__(self, vector: int, error_code: int, address: int, rip: int,
+                 detail: str = "") -> None:
         super().__init__(f"exception {vector} (error code {error_code:#x}, address "
                          f"{address:#x}) at {rip:#x} outside the vDSO: the process would get "
-                         "a signal")
+                         f"a signal{detail}")
         self.vector, self.error_code, self.address, self.rip = vector, error_code, address, rip
 
 
@@ -80,6 +87,7 @@ class VcpuPool:
     def __init__(self, count: int, factory: Callable[[int], Vcpu]) -> None:
         self._factory = factory
         self._vcpus: dict[int, Vcpu] = {}
+        self._count = count
         self._free = list(range(count))
         self._cond = threading.Condition()
         self._seen: dict[int, tuple[int, int]] = {}
@@ -114,6 +122,12 @@ class VcpuPool:
         for vcpu in targets:
             vcpu.interrupt()
 
+    @property
+    def busy(self) -> int:
+        """How many vCPUs are lent out (host threads inside a vDSO call)."""
+        with self._cond:
+            return self._count - len(self._free)
+
     def close(self) -> None:
         with self._cond:
             for vcpu in self._vcpus.values():
@@ -131,15 +145,24 @@ class _Run:
 class VdsoSgx:
     """The SGX part of one process's vDSO."""
 
-    def __init__(self, process: ProcessMemory, cpus: VcpuPool) -> None:
+    def __init__(self, process: ProcessMemory, cpus: VcpuPool, *,
+                 adopt: tuple[int, Sequence[int], int] | None = None) -> None:
         self._process = process
         self._cpus = cpus
         self._handlers: dict[int, UserHandler] = {}
         self._stacks: dict[int, int] = {}
+        self._unclaimed: list[int] = []
+        """Stacks (their tops) mapped before a migration, for the threads that call next."""
+        self._lost = 0
+        """How many handlers were registered before a migration (their tokens are dead)."""
         self._run_pins: dict[int, tuple[tuple[int, int], memoryview]] = {}
         self._spare = threading.local()
         """Per host thread, the register file its last call used, to reuse."""
         self._lock = threading.Lock()
+        if adopt is not None:
+            self.aep, stacks, self._lost = adopt
+            self._unclaimed = sorted(stacks, reverse=True)
+            return
         base = process.mmap(VDSO_BASE, PAGE_SIZE, PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS)  # a hint: never over a user mapping
         process.write_memory(base, ENCLU + UD2)
@@ -147,18 +170,35 @@ class VdsoSgx:
         self.aep = base
         """The ENCLU instruction every AEX returns to."""
 
+    @classmethod
+    def adopt(cls, process: ProcessMemory, cpus: VcpuPool, aep: int, stacks: Sequence[int],
+              handlers: int) -> VdsoSgx:
+        """The vDSO of a migrated process, whose address space already holds the vDSO page
+        at ``aep`` and the stacks (tops) ``stacks``; ``handlers`` were registered before and
+        are gone (see the module documentation)."""
+        return cls(process, cpus, adopt=(aep, stacks, handlers))
+
+    def migration_state(self) -> tuple[int, list[int], int]:
+        """(AEP, every stack's top, handlers registered so far): what :meth:`adopt` takes."""
+        with self._lock:
+            return (self.aep, sorted([*self._stacks.values(), *self._unclaimed]),
+                    self._lost + len(self._handlers))
+
     def register_handler(self, handler: UserHandler) -> int:
         """Make ``handler`` callable as a ``run->user_handler``; returns the value to store."""
         with self._lock:
-            token = self.aep + PAGE_SIZE + 16 * (len(self._handlers) + 1)
+            token = self.aep + PAGE_SIZE + 16 * (self._lost + len(self._handlers) + 1)
             self._handlers[token] = handler
         return token
 
     def _stack(self) -> int:
-        """The calling host thread's user stack in the process (its top)."""
+        """The calling host thread's user stack in the process (its top): one left by a
+        migration if any is unclaimed, else a new mapping."""
         ident = threading.get_ident()
         with self._lock:
             top = self._stacks.get(ident)
+            if top is None and self._unclaimed:
+                top = self._stacks[ident] = self._unclaimed.pop()
         if top is None:
             base = self._process.mmap(0, STACK_SIZE, PROT_READ | PROT_WRITE,
                                       MAP_PRIVATE | MAP_ANONYMOUS)
@@ -227,7 +267,11 @@ class VdsoSgx:
     def _call_handler(self, token: int, regs: Registers, run: int) -> int:
         handler = self._handlers.get(token)
         if handler is None:
-            raise GuestFault(int(Vector.PF), int(Pfec.U | Pfec.I), token, token)
+            first = self.aep + PAGE_SIZE + 16
+            lost = first <= token < first + 16 * self._lost and not (token - first) % 16
+            raise GuestFault(int(Vector.PF), int(Pfec.U | Pfec.I), token, token, (
+                " (the user handler was registered before a migration: host-side handlers "
+                "do not migrate, register it again)") if lost else "")
         return handler(regs.rdi, regs.rsi, regs.rdx, regs.rsp, regs.r8, regs.r9, run)
 
     def _tcs(self, run: int) -> int:

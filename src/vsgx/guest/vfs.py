@@ -55,11 +55,12 @@ class FileOperations:
 class File:
     """An open file (``struct file``): its path, access mode, operations and driver state.
 
-    It starts with the one reference the opening descriptor holds; :meth:`get` and :meth:`put`
+    It starts with the one reference the opening descriptor holds (or ``refs``, for a file a
+    migration brings back with its descriptors and mappings); :meth:`get` and :meth:`put`
     add and drop references (descriptors, mappings).
     """
 
-    def __init__(self, path: str, ops: FileOperations, flags: int) -> None:
+    def __init__(self, path: str, ops: FileOperations, flags: int, *, refs: int = 1) -> None:
         self.path = path
         self.ops = ops
         self.flags = flags
@@ -69,7 +70,7 @@ class File:
         self.writable = mode in (O_WRONLY, O_RDWR)
         """FMODE_WRITE."""
         self.private_data: object = None
-        self._refs = 1
+        self._refs = refs
         self._lock = threading.Lock()
 
     def get(self) -> File:

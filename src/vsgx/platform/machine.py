@@ -18,8 +18,10 @@ the source goes ``setup`` → ``active`` → ``completed`` (``MIGRATION`` events
 ``finish-migrate``) and ends in ``postmigrate``, from which ``cont`` runs it again. A
 destination built with ``-incoming`` waits in ``inmigrate``; it loads ``-incoming file:PATH``
 when it starts, or the URI a later ``migrate-incoming`` gives with ``-incoming defer``, and then
-runs (``RESUME``). The EPC is not migrated: the destination's starts empty. Migration is
-synchronous here: ``migrate`` returns once the stream is written.
+runs (``RESUME``). The EPC is not migrated: the destination's starts empty. A machine with a
+guest OS adds its guest's state (:meth:`VirtualMachine.save_guest_state`,
+:meth:`VirtualMachine.check_guest_state`). Migration is synchronous here: ``migrate`` returns
+once the stream is written.
 """
 
 from __future__ import annotations
@@ -276,7 +278,23 @@ class VirtualMachine:
     def check_migratable(self) -> None:
         """Raise :class:`MachineError` when the machine's state cannot be migrated (QEMU's
         migration blockers, ``migration_is_blocked``). The bare platform always can;
-        :class:`vsgx.Machine` refuses while its guest has processes."""
+        :class:`vsgx.Machine` refuses while a guest thread is inside a vDSO call."""
+
+    def save_guest_state(self) -> bytes | None:
+        """The ``guest`` section of the stream: the guest OS's state outside guest RAM.
+        The bare platform has no guest OS (None: no section)."""
+        return None
+
+    def check_guest_state(self, payload: memoryview | None) -> Callable[[], None]:
+        """Check the stream's ``guest`` section (None when it has none) before anything is
+        loaded, raising :class:`MigrationStreamError`; return what loads it once RAM and
+        vCPU state are in. The bare platform has no guest OS to load it into, so a stream
+        with one is refused as QEMU refuses a section it does not know."""
+        if payload is not None:
+            raise MigrationStreamError("Unknown savevm section or instance 'guest' 0. Make "
+                                       "sure that your current VM setup matches your saved "
+                                       "VM setup (this machine has no guest OS)")
+        return lambda: None
 
     def migrate_to_file(self, path: str | os.PathLike[str]) -> None:
         """Migrate to the file ``path`` (QMP ``migrate`` with ``uri`` ``file:PATH``): write
@@ -398,7 +416,7 @@ class VirtualMachine:
             first = out.tell()
             try:
                 stats = save_machine(out, self._fingerprint(), self.save_vcpu_state(),
-                                     self.ram.regions())
+                                     self.ram.regions(), self.save_guest_state())
                 out.flush()
             except OSError as exc:
                 self.state = previous
@@ -442,9 +460,12 @@ class VirtualMachine:
             self._receive(source)
 
     def _receive(self, source: BinaryIO) -> None:
-        """``process_incoming_migration_co``: check the whole stream and the configuration
-        it was made for, then (and only then) boot the platform, load RAM and vCPU state and
-        run. The EPC keeps nothing: the machine has just been built."""
+        """``process_incoming_migration_co``: check the whole stream, the configuration it
+        was made for and the guest state, then (and only then) boot the platform, load RAM,
+        vCPU state and the guest state, and run. The EPC keeps nothing: the machine has just
+        been built. Loading the guest state can still fail only if the destination's guest
+        booted unlike the source's despite equal configurations (it then stays in
+        ``inmigrate``, with RAM loaded)."""
         self._set_migration_status("active")
         try:
             size = os.fstat(source.fileno()).st_size
@@ -460,9 +481,14 @@ class VirtualMachine:
             if mismatch is not None:
                 raise MigrationStreamError(mismatch)
             vcpus = self._parse_vcpu_state(state.vcpus)
+            load_guest = self.check_guest_state(state.guest)
         except (MigrationStreamError, MachineError) as exc:
             raise self._fail_migration(str(exc)) from None
         self._load(state, vcpus)
+        try:
+            load_guest()
+        except MachineError as exc:  # the booted guest differs from the source's
+            raise self._fail_migration(str(exc)) from None
         self.state = RunState.RUNNING
         self._emit("RESUME", {})
         self._set_migration_status("completed")

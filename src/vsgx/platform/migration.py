@@ -17,7 +17,7 @@ nothing of it is loaded. Errors use QEMU's loadvm wording where QEMU has one ("N
 migration stream", "Unsupported migration stream version"); a stream that ends early is
 QEMU's "load of migration failed: Input/output error".
 
-A machine's stream has three sections:
+A machine's stream has three or four sections:
 
 ``config``
     A canonical JSON fingerprint of what source and destination must agree on: machine type,
@@ -31,6 +31,12 @@ A machine's stream has three sections:
     Every vCPU's SGX MSRs as :meth:`VirtualMachine.save_vcpu_state` gives them, JSON
     (``target/i386/machine.c``: ``cpu/msr_ia32_feature_control``, and ``cpu/intel_sgx``, the
     LE public-key hash MSRs, when the guest CPU has ``sgxlc``).
+``guest``
+    Only from a machine with a guest OS (:class:`vsgx.Machine`): the guest kernel's state and
+    its processes, JSON (:mod:`vsgx.guest.migration` describes it). QEMU has no such section
+    (a guest's kernel lives in its RAM); vsgx's guest kernel keeps its state outside guest
+    RAM, so it travels here. A destination without a guest OS refuses it as an unknown
+    section.
 ``ram``
     The guest RAM pages that are not all zero, as runs: u64 guest-physical address, u32 page
     count, the pages. All-zero pages are left out, as QEMU sends them as a bare
@@ -285,9 +291,11 @@ def _ram_chunks(regions: Sequence[tuple[int, mmap.mmap]],
 
 
 def save_machine(out: BinaryIO, config: dict[str, Any], vcpus: list[dict[str, Any]],
-                 regions: Sequence[tuple[int, mmap.mmap]]) -> RamStats:
+                 regions: Sequence[tuple[int, mmap.mmap]], guest: bytes | None = None
+                 ) -> RamStats:
     """Write a whole machine stream to ``out``: the ``config`` fingerprint, the ``cpu``
-    state, and the non-zero pages of ``regions`` (guest RAM: (base address, memory)).
+    state, the ``guest`` section when ``guest`` is given, and the non-zero pages of
+    ``regions`` (guest RAM: (base address, memory)).
     The machine must not change while this runs (QEMU stops the vCPUs first)."""
     runs: list[tuple[int, int, int]] = []
     total = normal = 0
@@ -299,6 +307,8 @@ def save_machine(out: BinaryIO, config: dict[str, Any], vcpus: list[dict[str, An
     writer = StreamWriter(out)
     writer.section("config", _canonical(config))
     writer.section("cpu", _canonical(vcpus))
+    if guest is not None:
+        writer.section("guest", guest)
     writer.section("ram", _ram_chunks(regions, runs),
                    length=len(runs) * _RUN.size + normal * PAGE_SIZE)
     writer.finish()
@@ -307,12 +317,14 @@ def save_machine(out: BinaryIO, config: dict[str, Any], vcpus: list[dict[str, An
 
 @dataclass(frozen=True)
 class MachineState:
-    """A validated machine stream: the source's fingerprint and vCPU state, and the RAM runs
-    (guest-physical address, pages) as views into the stream."""
+    """A validated machine stream: the source's fingerprint and vCPU state, the RAM runs
+    (guest-physical address, pages) and the ``guest`` section (None when absent) as views
+    into the stream."""
 
     config: dict[str, Any]
     vcpus: list[dict[str, Any]]
     ram: list[tuple[int, memoryview]]
+    guest: memoryview | None = None
 
 
 def _json_section(sections: dict[str, memoryview], name: str) -> Any:
@@ -330,9 +342,10 @@ def read_machine(data: bytes | memoryview, ram: Sequence[tuple[int, int]]) -> Ma
     ranges) and return its state; nothing is changed, so a refused stream loads nothing.
     Section checks follow ``qemu_loadvm_state``: an unknown section is refused (QEMU:
     "Unknown savevm section or instance"), RAM outside the destination's is refused
-    (``ram_load_precopy``: "Unknown ramblock")."""
+    (``ram_load_precopy``: "Unknown ramblock"). The ``guest`` section is left to the
+    machine to check (:meth:`VirtualMachine.check_guest_state`)."""
     sections = read_stream(data)
-    extra = sorted(set(sections) - {"config", "cpu", "ram"})
+    extra = sorted(set(sections) - {"config", "cpu", "guest", "ram"})
     if extra:
         raise MigrationStreamError(f"Unknown savevm section or instance '{extra[0]}' 0. "
                                    "Make sure that your current VM setup matches your "
@@ -359,4 +372,4 @@ def read_machine(data: bytes | memoryview, ram: Sequence[tuple[int, int]]) -> Ma
                 "guest RAM)")
         runs.append((addr, payload[pos:pos + size]))
         pos += size
-    return MachineState(config, vcpus, runs)
+    return MachineState(config, vcpus, runs, sections.get("guest"))
