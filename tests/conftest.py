@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from vsgx.platform.host import forget_hosts
+from vsgx.platform.machine import VirtualMachine
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +20,12 @@ def _private_hosts(tmp_path_factory: pytest.TempPathFactory,
     forget_hosts()
     yield data
     forget_hosts()
+
+
+@pytest.fixture
+def machines() -> Iterator[list[VirtualMachine]]:
+    """A list the test appends the machines it builds to; all are closed afterwards."""
+    made: list[VirtualMachine] = []
+    yield made
+    for vm in made:
+        vm.close()

@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,6 @@ SUM = bytes.fromhex(
     "4889cb"      # mov rbx, rcx    ; EEXIT to the instruction after the vDSO's ENCLU
     "b804000000"  # mov eax, 4
     "0f01d7")     # enclu
-
-
-@pytest.fixture
-def machines() -> Iterator[list[VirtualMachine]]:
-    made: list[VirtualMachine] = []
-    yield made
-    for vm in made:
-        vm.close()
 
 
 def pair(machines: list[VirtualMachine]) -> tuple[vsgx.Machine, vsgx.Machine]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +39,6 @@ NUMA = ("-machine q35 -m 128M -smp 2 -cpu host "
 def machine(args: str, host: str, *extra: str, cls: type[VirtualMachine] = Machine
             ) -> VirtualMachine:
     return cls.from_args([*args.split(), *extra], host=open_host(host, persist=False))
-
-
-@pytest.fixture
-def machines() -> Iterator[list[VirtualMachine]]:
-    made: list[VirtualMachine] = []
-    yield made
-    for vm in made:
-        vm.close()
 
 
 def source(machines: list[VirtualMachine], args: str = SMALL) -> VirtualMachine:
