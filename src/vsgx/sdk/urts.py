@@ -18,12 +18,17 @@ serves what comes out of it:
   #PF): :class:`EnclaveLost`; with ``recover=True`` (the default) the enclave has already been
   rebuilt from the same image and SIGSTRUCT (same MRENCLAVE, fresh state) when it is raised.
 
+After a migration the guest process lives on in the destination machine as another
+:class:`~vsgx.guest.process.Process` object with the same pid: :meth:`Enclave.migrated` points
+the enclave at it, and the next ecall then finds the EPC gone as above.
+
 Ecalls may come from several host threads at once, one TCS each; a thread waits while all
 TCSs are busy.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import threading
 from collections.abc import Callable, Mapping
@@ -406,6 +411,42 @@ class Enclave:
                              f"the enclave's {size:#x} bytes")
 
     # -- loss ---------------------------------------------------------------------------------
+
+    def migrated(self, process: Process) -> None:
+        """Follow the guest process to the machine it migrated to: ``process`` is the
+        destination's object for the same pid (``dest.guest.process(pid)``), whose untrusted
+        memory, mappings and descriptors are those this enclave used, at the same addresses.
+
+        The runtime pins each TCS slot's shared area and run struct again in ``process`` (the
+        old views are the source machine's RAM), registers its vDSO user handler again
+        (host-side handlers do not migrate, their old tokens are dead) and keeps the enclave's
+        descriptor and base, which name the same things in ``process``. The enclave's EPC did
+        not migrate, so the next ecall faults on EENTER (#PF, PFEC.SGX) and raises
+        :class:`EnclaveLost`: with ``recover=True`` the enclave has then been rebuilt in
+        ``process`` (same MRENCLAVE; the old one unmapped and its descriptor closed, so the
+        destination's kernel frees its stale EPC pages) and its secrets must be provisioned
+        again; sealed data only unseals if the destination's host has the same fused keys.
+
+        Call it with no ecall in progress (the source refuses to migrate while a thread is in
+        the vDSO). Raises ValueError for a process with another pid, :class:`EnclaveError`
+        when the enclave is closed or a TCS is busy."""
+        if process.pid != self.process.pid:
+            raise ValueError(f"migrated: process {process.pid} is not this enclave's process "
+                             f"({self.process.pid}); pass dest.guest.process("
+                             f"{self.process.pid})")
+        with self._free:
+            loaded = self._current()
+            if len(self._idle) != sum(not s.broken for s in self._slots):
+                raise EnclaveError("migrated: an ecall is in progress")
+            if process is self.process:
+                return
+            handler = process.register_user_handler(self._on_exit)
+            for slot in self._slots:
+                slot.shared_page = process.mm.pin_user_page(slot.shared)
+                slot.run_page = process.mm.pin_user_page(slot.run)[:RUN_SIZE]
+            self._handler = handler
+            self._loaded = dataclasses.replace(loaded, process=process)
+            self.process = process
 
     def _is_loss(self, slot: _Slot, function: int, vector: int, error: int, addr: int) -> bool:
         """EENTER or ERESUME itself faulted with #PF on the TCS or SSA: the EPC holding them is
