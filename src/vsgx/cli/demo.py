@@ -4,15 +4,17 @@ It boots the seed page's NUMA example machine (two nodes, 64 MiB + 28 MiB of vir
 ``-cpu host,+sgx-provisionkey``) on the default emulated host, shows what the guest sees of
 SGX (CPUID, the kernel's EPC and SRAT lines), signs the shipped sample enclaves with a
 throwaway key, runs every sample (ecalls and ocalls, sealing, local attestation, in-enclave
-exceptions, threads, SGX2), shows the EPC each NUMA node lends to enclaves loaded on it, and
-ends with a summary table. Nothing is compiled: the samples ship prebuilt. Exit status 0
-when every step passed, 1 otherwise.
+exceptions, threads, SGX2), shows the EPC each NUMA node lends to enclaves loaded on it,
+migrates the running VM to another emulated host with an enclave in it (:func:`_migration`),
+and ends with a summary table. ``vsgx demo --migrate`` runs only the migration. Nothing is
+compiled: the samples ship prebuilt. Exit status 0 when every step passed, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -42,6 +44,8 @@ the default single vCPU."""
 
 SAMPLES = ("hello", "sealing", "attestation", "exception", "threads", "sgx2")
 MiB = 1 << 20
+DEST_HOST = "vsgx-demo-b"
+"""The throwaway emulated host the migration goes to: other fused keys than the default."""
 
 
 def examples_dir() -> Path:
@@ -153,6 +157,139 @@ def _numa(console: Console, vm: Any, key: Any) -> list[tuple[str, str]]:
             proc.exit()
 
 
+class _Migration:
+    """The migration section's state, handed from step to step."""
+
+    def __init__(self) -> None:
+        self.proc: Any = None
+        self.enclave: Any = None
+        self.dest: Any = None
+        self.blob = b""
+        self.mrenclave = b""
+
+
+def _migration(demo: Demo, console: Console, vm: Any, key: Any) -> None:
+    """Seal a secret in an enclave on the demo's host (A), migrate the running VM through QMP
+    (``migrate`` to ``file:``, ``migrate-incoming`` on a destination started with ``-incoming
+    defer`` on the throwaway host B), and show, each as a timed and checked step: the fault on
+    the first ecall, the recovery (rebuilt, same MRENCLAVE), the old blob refused on B and the
+    secret provisioned again. ``vm`` is in ``postmigrate`` afterwards."""
+    from vsgx.cpu.processor import cpusvn_beyond
+    from vsgx.machine import Machine
+    from vsgx.platform.host import open_host
+    from vsgx.sdk import Enclave, EnclaveLost
+
+    sealing = load_sample("sealing")
+    secret, check = sealing.SECRET, sample.check
+    state = _Migration()
+    elf = examples_dir() / "sealing" / "enclave.elf"
+
+    def seal_on_a() -> list[tuple[str, str]]:
+        state.proc = vm.guest.spawn()
+        # recover=False so that the fault and the recovery show as two steps; an application
+        # keeps the default (recover=True) and gets both from its first ecall
+        state.enclave = Enclave.load(state.proc, elf, key=key, recover=False)
+        state.mrenclave = state.enclave.mrenclave
+        state.blob = sealing.seal(state.enclave, sealing.KEYPOLICY_MRENCLAVE, secret)
+        status, text = sealing.unseal(state.enclave, state.blob, len(secret))
+        check(status == sealing.SUCCESS and text == secret, "the blob does not unseal on A")
+        return [("host", vm.host.name), ("enclave", f"pid {state.proc.pid}, MRENCLAVE "
+                                                   f"{state.mrenclave.hex()[:16]}…"),
+                ("sealed (MRENCLAVE policy)", f"a {len(state.blob)}-byte blob, unseals on A")]
+
+    def migrate() -> list[tuple[str, str]]:
+        state.dest = Machine.from_args([*shlex.split(SEED_NUMA), "-incoming", "defer"],
+                                       host=open_host(DEST_HOST, persist=False))
+        state.dest.start()
+        with tempfile.TemporaryDirectory(prefix="vsgx-demo-") as tmp:
+            uri = f"file:{tmp}/vm.mig"
+            vm.migrate_to_uri(uri)          # QMP migrate on A
+            state.dest.migrate_incoming(uri)  # QMP migrate-incoming on B
+        out, into = vm.query_migrate(), state.dest.query_migrate()
+        check(out.get("status") == "completed" and into.get("status") == "completed",
+              f"migration status: {out.get('status')} on A, {into.get('status')} on B")
+        check(state.dest.state.value == "running", f"B is {state.dest.state.value}")
+        moved = state.dest.guest.process(state.proc.pid)
+        state.enclave.migrated(moved)
+        state.proc = moved
+        ram = out.get("ram", {})
+        return [("QMP", f"migrate file: on {vm.host.name}, migrate-incoming on {DEST_HOST}"),
+                ("query-migrate", f"completed: {ram.get('normal', 0)} pages sent, "
+                                  f"{ram.get('duplicate', 0)} zero pages left out, "
+                                  f"downtime {out.get('downtime', 0)} ms"),
+                ("states", f"A {vm.state.value}, B {state.dest.state.value}"),
+                ("process", f"pid {moved.pid} on B; Enclave.migrated(process)")]
+
+    def fault() -> list[tuple[str, str]]:
+        try:
+            state.enclave.ecall("sealed_size", len(secret))
+        except EnclaveLost as lost:
+            check(not lost.recreated, "the enclave was rebuilt with recover=False")
+            return [("first ecall on B", "EnclaveLost: EENTER faulted (#PF, PFEC.SGX): the "
+                                         "EPC did not migrate")]
+        raise sample.CheckFailed("the first ecall on B did not fault")
+
+    def recover() -> list[tuple[str, str]]:
+        state.enclave.recover = True
+        try:
+            state.enclave.ecall("sealed_size", len(secret))
+        except EnclaveLost as lost:
+            check(lost.recreated, "the enclave was not rebuilt")
+        else:
+            raise sample.CheckFailed("the ecall did not see the loss again")
+        size = state.enclave.ecall("sealed_size", len(secret))
+        check(size == len(state.blob), f"the rebuilt enclave says {size} bytes")
+        check(state.enclave.mrenclave == state.mrenclave and state.enclave.generation == 1,
+              "the rebuilt enclave has another MRENCLAVE")
+        return [("rebuilt", f"generation {state.enclave.generation}, same MRENCLAVE "
+                            f"{state.mrenclave.hex()[:16]}…, ecalls answer again")]
+
+    def unseal_old() -> list[tuple[str, str]]:
+        status, _ = sealing.unseal(state.enclave, state.blob, len(secret))
+        a, b = vm.host.secrets, state.dest.host.secrets
+        # the blob's KEYREQUEST carries A's CPUSVN (random per emulated host): beyond B's,
+        # EGETKEY refuses it; otherwise B's own seal fuses give another key
+        wanted = (sealing.ERROR_KEY if cpusvn_beyond(a.cpusvn, b.cpusvn)
+                  else sealing.ERROR_MAC_MISMATCH)
+        names = {sealing.SUCCESS: "unsealed",
+                 sealing.ERROR_KEY: "refused (VSGX_ERROR_KEY): EGETKEY refused the blob's "
+                                    "KEYREQUEST, whose CPUSVN (host A's) is beyond B's",
+                 sealing.ERROR_MAC_MISMATCH: "refused (VSGX_ERROR_MAC_MISMATCH): B's seal "
+                                             "fuses derive another key"}
+        outcome = names.get(status, f"status {status:#x}")
+        check(status == wanted, f"the blob from A on B: {outcome}; expected {names[wanted]}")
+        return [("host A's blob on host B", outcome)]
+
+    def reprovision() -> list[tuple[str, str]]:
+        blob = sealing.seal(state.enclave, sealing.KEYPOLICY_MRENCLAVE, secret)
+        status, text = sealing.unseal(state.enclave, blob, len(secret))
+        check(status == sealing.SUCCESS and text == secret, "the new blob does not unseal")
+        return [("secret provisioned again", f"sealed on {DEST_HOST}, unseals there")]
+
+    rows: list[tuple[str, str]] = []
+    try:
+        for name, work in (
+                (f"migration: seal a secret on host {vm.host.name}", seal_on_a),
+                (f"migration: migrate the running VM to host {DEST_HOST} (QMP)", migrate),
+                ("migration: first ecall on the destination faults (enclave lost)", fault),
+                ("migration: recovery (enclave rebuilt, same MRENCLAVE)", recover),
+                ("migration: the old sealed blob fails to unseal on the new host", unseal_old),
+                ("migration: re-provision the secret (seal again, unseal)", reprovision)):
+            result = demo.step(name, work)
+            if not demo.steps[-1].ok:
+                break
+            rows += result
+        _samples_table(console, "migration", rows)
+    finally:
+        if state.enclave is not None:
+            try:
+                state.enclave.close()
+            except Exception:
+                pass  # the machine it lives in is being torn down anyway
+        if state.dest is not None:
+            state.dest.stop()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from vsgx.crypto import generate_signing_key
     from vsgx.machine import Machine
@@ -170,6 +307,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _guest_view(console, vm)
         key = demo.step("generate a throwaway RSA-3072 (e=3) signing key",
                         generate_signing_key)
+        if key is None:
+            return _summary(console, demo)
+        if args.migrate:
+            _migration(demo, console, vm, key)
+            return _summary(console, demo)
         for name in SAMPLES:
             module = load_sample(name)
             title = (module.__doc__ or name).strip().splitlines()[0]
@@ -186,6 +328,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if rows:
                 _samples_table(console, name, rows)
         demo.step("EPC per NUMA node", lambda: _numa(console, vm, key))
+        _migration(demo, console, vm, key)
     finally:
         vm.stop()
     return _summary(console, demo)
@@ -220,5 +363,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Boot the seed page's NUMA example machine on the default host, show what "
                     "the guest sees of SGX, and build nothing: sign the shipped sample enclaves "
                     "with a throwaway key, run them (ecalls, ocalls, sealing, attestation, "
-                    "exceptions, threads, SGX2), show EPC per NUMA node and a summary.")
+                    "exceptions, threads, SGX2), show EPC per NUMA node, migrate the running VM "
+                    "to another emulated host with an enclave in it, and a summary.")
+    demo.add_argument("--migrate", action="store_true",
+                      help="only the migration: seal a secret in an enclave on the default "
+                           "host, migrate the running VM through QMP to the throwaway host "
+                           f"'{DEST_HOST}' (other fused keys) and show the fault, the "
+                           "recovery, the failed unseal and the re-provisioning, each timed")
     demo.set_defaults(func=cmd_demo)
