@@ -85,6 +85,12 @@ class Machine(VirtualMachine):
                 raise MachineError(f"{_LOAD_FAILED} ({exc})") from None
         return load
 
+    def quiesce_guest(self) -> None:
+        """Take the vCPUs back from threads inside enclaves (an AEX each), so the reset finds
+        none running; they resume after the reboot, where their enclaves' EPC is gone."""
+        if self._guest is not None and self._guest.cpus is not None:
+            self._guest.cpus.quiesce()
+
     def boot_guest(self) -> None:
         if self._guest is not None:  # a reset: the old kernel and its processes are gone
             self._guest.shutdown()

@@ -217,3 +217,29 @@ def test_enclave_lost_after_reset_is_rebuilt(basic_elf: Path) -> None:
         with pytest.raises(EnclaveLost) as info:
             given_up.ecall("add", 1, 2)
         assert not info.value.recreated
+
+
+def test_a_reset_during_an_ecall_is_seen_by_the_thread_not_a_hang(basic_elf: Path) -> None:
+    from sgx_user import machine
+
+    with machine() as vm:
+        enclave = Enclave.load(vm.guest.spawn(), basic_elf, key=signing_key())
+        outcome: list[BaseException | int] = []
+
+        def spin() -> None:
+            try:
+                outcome.append(enclave.ecall("spin_until", bytearray(8)))  # never set
+            except BaseException as exc:  # reported below
+                outcome.append(exc)
+
+        cpus = vm.guest.cpus
+        assert cpus is not None
+        worker = threading.Thread(target=spin)
+        worker.start()
+        while not cpus.busy:  # until the worker is inside the vDSO call
+            threading.Event().wait(0.001)
+        vm.system_reset()  # the vCPU is taken back (an AEX), the EPC emptied, the guest rebooted
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], EnclaveLost)
+        assert enclave.ecall("add", 2, 3) == 5  # rebuilt

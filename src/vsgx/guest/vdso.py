@@ -40,6 +40,8 @@ UD2 = b"\x0f\x0b"
 VDSO_BASE = 0x7FFF_F7FF_E000
 """Where the vDSO page sits (below the default ``mmap_base``; vsgx has no ASLR)."""
 STACK_SIZE = 64 << 10
+_CLOSE_POLL = 0.01
+"""Seconds between interrupts while :meth:`VcpuPool.close` waits for busy vCPUs."""
 
 RUN_SIZE = 256
 _RUN = struct.Struct("<QIHHQQQ")
@@ -91,11 +93,14 @@ class VcpuPool:
         self._free = list(range(count))
         self._cond = threading.Condition()
         self._seen: dict[int, tuple[int, int]] = {}
+        self.closing = False
+        """The machine is taking its vCPUs back (:meth:`close`): threads inside a vDSO call
+        give theirs up at the next interrupt."""
 
     @contextmanager
     def acquire(self) -> Iterator[Vcpu]:
         with self._cond:
-            self._cond.wait_for(lambda: bool(self._free))
+            self._cond.wait_for(lambda: bool(self._free) and not self.closing)
             lp = self._free.pop(0)
             vcpu = self._vcpus.get(lp)
             if vcpu is None:
@@ -105,7 +110,7 @@ class VcpuPool:
         finally:
             with self._cond:
                 self._free.append(lp)
-                self._cond.notify()
+                self._cond.notify_all()
 
     def sync(self, vcpu: Vcpu, mm: AddressSpace) -> None:
         """Flush ``vcpu``'s TLB when ``mm``'s page tables changed since it last ran there (a
@@ -128,11 +133,31 @@ class VcpuPool:
         with self._cond:
             return self._count - len(self._free)
 
+    def quiesce(self) -> None:
+        """Take every vCPU back (a reset is coming): vCPUs lent to threads are interrupted (an
+        AEX inside an enclave) until each thread has given its vCPU back; the threads then
+        wait in :meth:`acquire` until :meth:`close` has run."""
+        with self._cond:
+            self.closing = True
+            while len(self._free) < self._count:
+                busy = [self._vcpus[lp] for lp in range(self._count)
+                        if lp not in self._free and lp in self._vcpus]
+                for vcpu in busy:
+                    vcpu.interrupt()
+                self._cond.wait(_CLOSE_POLL)
+
     def close(self) -> None:
+        """Release the engines (a reset or shutdown), after :meth:`quiesce`. Threads that
+        were waiting resume on fresh engines, where an enclave whose EPC the reset cleared
+        faults."""
+        self.quiesce()
         with self._cond:
             for vcpu in self._vcpus.values():
                 vcpu.close()
             self._vcpus.clear()
+            self._seen.clear()
+            self.closing = False
+            self._cond.notify_all()
 
 
 @dataclass
@@ -222,18 +247,27 @@ class VdsoSgx:
         self._spare.regs = None  # a user handler may enter again: it gets its own
         regs.reset(rax=function, rbx=tcs, rcx=self.aep, rdx=rdx, rsi=rsi, rdi=rdi, r8=r8,
                    r9=r9, rip=self.aep, rsp=self._stack() - 8)
+        state = _Run(tcs, function, handler)
         try:
-            with self._cpus.acquire() as vcpu:
-                return self._loop(vcpu, regs, _Run(tcs, function, handler), run)
+            while True:
+                with self._cpus.acquire() as vcpu:
+                    result = self._loop(vcpu, regs, state, run)
+                if result is not None:
+                    return result
+                # The machine took the vCPU back (a reset): wait for it, then resume.
         finally:
             self._spare.regs = regs
 
-    def _loop(self, vcpu: Vcpu, regs: Registers, state: _Run, run: int) -> int:
+    def _loop(self, vcpu: Vcpu, regs: Registers, state: _Run, run: int) -> int | None:
+        """Run until the call returns (its result), or None when the pool takes ``vcpu``
+        back, with ``regs`` where the interrupt left them (at the AEP after an AEX)."""
         mm = self._process.mm
         while True:
             self._cpus.sync(vcpu, mm)
             done = vcpu.run(mm, regs, stop_at=self.aep + len(ENCLU))
             if done.reason is ExitReason.INTERRUPT:
+                if self._cpus.closing:
+                    return None
                 continue  # the interrupt was served; an AEX left RIP at the AEP (ERESUME)
             if done.reason is ExitReason.STOP:
                 self._store(run, struct.pack("<I", EncluLeaf.EEXIT), 8)

@@ -198,6 +198,10 @@ class VirtualMachine:
         apply_feature_control(self.fw_cfg, self.vcpu_msrs)
         self.boot_guest()
 
+    def quiesce_guest(self) -> None:
+        """Stop the guest's vCPUs before a reset changes the processor under them (QEMU pauses
+        all vCPUs before ``qemu_system_reset``). The bare platform runs no guest code."""
+
     def boot_guest(self) -> None:
         """Boot the guest OS after the firmware. The bare platform has none (like QEMU with no
         boot disk, it just sits in the firmware); :class:`vsgx.Machine` boots vsgx's Linux
@@ -229,6 +233,7 @@ class VirtualMachine:
         so its per-boot keys stay."""
         with self._lock:
             self._require_alive()
+            self.quiesce_guest()
             for msrs in self.vcpu_msrs:
                 msrs.reset()
             if self.processor is not None:

@@ -123,3 +123,12 @@ VSGX_ECALL(ping_out)(uint64_t x)
     uint64_t ret = 0, args[1] = {x};
     return vsgx_ocall("ping", &ret, args, 1) ? (uint64_t)-1 : ret;
 }
+
+/* Spin until the untrusted flag turns non-zero: an ecall that is in progress until told. */
+VSGX_ECALL(spin_until)(volatile const uint64_t *flag)
+{
+    uint64_t rounds = 0;
+    while (!*flag)
+        rounds++;
+    return rounds;
+}
