@@ -13,7 +13,9 @@ compiled: the samples ship prebuilt. Exit status 0 when every step passed, 1 oth
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
+import socket
 import tempfile
 import time
 import traceback
@@ -168,10 +170,51 @@ class _Migration:
         self.mrenclave = b""
 
 
+class _QmpSession:
+    """The few lines of QMP the demo speaks to a machine's monitor, over a unix socket (QMP
+    specification, ``docs/interop/qmp-spec``): the greeting, ``qmp_capabilities``, then
+    commands; events that arrive meanwhile are kept in :attr:`events`."""
+
+    def __init__(self, vm: Any, path: str) -> None:
+        from vsgx.monitor.server import QmpServer
+        from vsgx.platform.config import QmpConfig
+
+        self._server = QmpServer(vm, QmpConfig("unix", path=path, wait=False))
+        self._server.start()
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._socket.connect(path)
+        self._stream = self._socket.makefile("rwb")
+        self.events: list[dict[str, Any]] = []
+        json.loads(self._stream.readline())  # the greeting
+        self.execute("qmp_capabilities")
+
+    def execute(self, command: str, **arguments: Any) -> Any:
+        request = {"execute": command, **({"arguments": arguments} if arguments else {})}
+        self._stream.write(json.dumps(request).encode() + b"\n")
+        self._stream.flush()
+        while True:
+            reply = json.loads(self._stream.readline())
+            if "event" in reply:
+                self.events.append(reply)
+            elif "error" in reply:
+                raise sample.CheckFailed(f"QMP {command}: {reply['error']['desc']}")
+            else:
+                return reply["return"]
+
+    def __enter__(self) -> _QmpSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
+        self._socket.close()
+        self._server.close()
+
+
 def _migration(demo: Demo, console: Console, vm: Any, key: Any) -> None:
-    """Seal a secret in an enclave on the demo's host (A), migrate the running VM through QMP
-    (``migrate`` to ``file:``, ``migrate-incoming`` on a destination started with ``-incoming
-    defer`` on the throwaway host B), and show, each as a timed and checked step: the fault on
+    """Seal a secret in an enclave on the demo's host (A), migrate the running VM through QMP,
+    spoken over each machine's monitor socket (``migrate`` to ``file:`` with the ``events``
+    capability, ``migrate-incoming`` on a destination started with ``-incoming defer`` on the
+    throwaway host B), and show, each as a timed and checked step: the fault on
     the first ecall, the recovery (rebuilt, same MRENCLAVE), the old blob refused on B and the
     secret provisioned again. ``vm`` is in ``postmigrate`` afterwards."""
     from vsgx.cpu.processor import cpusvn_beyond
@@ -203,9 +246,14 @@ def _migration(demo: Demo, console: Console, vm: Any, key: Any) -> None:
         state.dest.start()
         with tempfile.TemporaryDirectory(prefix="vsgx-demo-") as tmp:
             uri = f"file:{tmp}/vm.mig"
-            vm.migrate_to_uri(uri)          # QMP migrate on A
-            state.dest.migrate_incoming(uri)  # QMP migrate-incoming on B
-        out, into = vm.query_migrate(), state.dest.query_migrate()
+            with _QmpSession(vm, f"{tmp}/a.qmp") as qmp_a, \
+                    _QmpSession(state.dest, f"{tmp}/b.qmp") as qmp_b:
+                qmp_a.execute("migrate-set-capabilities",
+                              capabilities=[{"capability": "events", "state": True}])
+                qmp_a.execute("migrate", uri=uri)
+                qmp_b.execute("migrate-incoming", uri=uri)
+                out, into = qmp_a.execute("query-migrate"), qmp_b.execute("query-migrate")
+                events = [e["data"]["status"] for e in qmp_a.events if e["event"] == "MIGRATION"]
         check(out.get("status") == "completed" and into.get("status") == "completed",
               f"migration status: {out.get('status')} on A, {into.get('status')} on B")
         check(state.dest.state.value == "running", f"B is {state.dest.state.value}")
@@ -213,7 +261,9 @@ def _migration(demo: Demo, console: Console, vm: Any, key: Any) -> None:
         state.enclave.migrated(moved)
         state.proc = moved
         ram = out.get("ram", {})
+        check(events[-1:] == ["completed"], f"MIGRATION events on A: {events}")
         return [("QMP", f"migrate file: on {vm.host.name}, migrate-incoming on {DEST_HOST}"),
+                ("MIGRATION events on A", " → ".join(events)),
                 ("query-migrate", f"completed: {ram.get('normal', 0)} pages sent, "
                                   f"{ram.get('duplicate', 0)} zero pages left out, "
                                   f"downtime {out.get('downtime', 0)} ms"),
