@@ -289,7 +289,8 @@ class _Parser:
         self.qmp.append(_parse_qmp(value))
 
     def _incoming(self, value: str, location: str) -> None:
-        """``-incoming URI``: stored as given (the last one wins), for migration later."""
+        """``-incoming URI``: stored as given (the last one wins); the machine checks and
+        loads it at start (:mod:`vsgx.platform.migration`)."""
         self.incoming = value
 
     def _name(self, value: str, location: str) -> None:
