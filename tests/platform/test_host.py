@@ -87,6 +87,16 @@ def test_two_hosts_have_different_keys_and_one_name_is_one_object() -> None:
     assert open_host("a") is a
 
 
+def test_hosts_of_one_profile_share_cpusvn_and_differ_in_their_fuses() -> None:
+    """CPUSVN is the processor's TCB version, a property of the model and its microcode: two
+    hosts of one profile have the same one, and only their fused keys differ."""
+    a, b = open_host("a"), open_host("b")
+    other = open_host("old", "coffeelake")
+    assert a.secrets.cpusvn == b.secrets.cpusvn != other.secrets.cpusvn
+    assert a.secrets.seal_fuses != b.secrets.seal_fuses
+    assert a.secrets.device_root_key != b.secrets.device_root_key
+
+
 def test_a_host_does_not_change_its_processor() -> None:
     open_host("box", "icelake-sp")
     with pytest.raises(HostError, match="host 'box' is a icelake-sp host, not coffeelake"):

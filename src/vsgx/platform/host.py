@@ -12,6 +12,8 @@ virtual EPC section built on it draws its pages (Linux ``arch/x86/kernel/cpu/sgx
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -302,13 +304,24 @@ def open_host(name: str = DEFAULT_HOST, profile_name: str | None = None, *,
         if host is None:
             path = data_dir() / "hosts" / f"{name}.json" if persist else None
             prof, seed = _load_or_create(path, profile_name)
-            host = Host(name, prof, PlatformSecrets.from_seed(seed), BootSecrets.random(),
+            host = Host(name, prof, _fused_secrets(prof, seed), BootSecrets.random(),
                         HostEpcPool(prof.epc_sections), path)
             _HOSTS[name] = host
     if profile_name is not None and profile_name != host.profile.name:
         raise HostError(f"host '{name}' is a {host.profile.name} host, not {profile_name} "
                         f"(choose another --host name for a {profile_name} host)")
     return host
+
+
+def _fused_secrets(prof: HostProfile, seed: bytes) -> PlatformSecrets:
+    """The host's fused secrets from its seed, except CPUSVN: that is the security version of
+    the processor's TCB, its microcode and firmware (SDM Vol. 3D, the CPUSVN that EGETKEY and
+    EREPORT use), the same on every host of a profile,
+    so moving to another machine of the same kind changes the keys through the fuses (a seal
+    key's MAC no longer checks), not through a CPUSVN EGETKEY would refuse."""
+    model = PlatformSecrets.from_seed(hashlib.sha256(b"vsgx/cpu-model/" +
+                                                     prof.name.encode()).digest())
+    return dataclasses.replace(PlatformSecrets.from_seed(seed), cpusvn=model.cpusvn)
 
 
 def _load_or_create(path: Path | None, profile_name: str | None) -> tuple[HostProfile, bytes]:
