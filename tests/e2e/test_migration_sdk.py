@@ -12,7 +12,6 @@ from sgx_user import MACHINE, signing_key
 
 import vsgx
 from vsgx.cli.demo import examples_dir, load_sample
-from vsgx.cpu.processor import cpusvn_beyond
 from vsgx.guest import Process
 from vsgx.platform.host import open_host
 from vsgx.sdk import Enclave, EnclaveError, EnclaveLost
@@ -22,7 +21,6 @@ ELF = examples_dir() / "sealing" / "enclave.elf"
 SECRET = SEALING.SECRET
 MRENCLAVE, MRSIGNER = SEALING.KEYPOLICY_MRENCLAVE, SEALING.KEYPOLICY_MRSIGNER
 SUCCESS, MAC_MISMATCH = SEALING.SUCCESS, SEALING.ERROR_MAC_MISMATCH
-ERROR_KEY = SEALING.ERROR_KEY
 
 
 @pytest.fixture
@@ -91,13 +89,12 @@ def test_migration_to_another_host_loses_the_enclave_and_its_seal_keys(
     given_up.close()  # munmap + close on the destination also frees its stale EPC pages
 
     # the recovered enclave works, but host B's fused secrets are not host A's, so no blob
-    # sealed on A (either policy) unseals on B. The blob's KEYREQUEST carries A's CPUSVN,
-    # which is random per emulated host: where it is beyond B's, EGETKEY refuses it
-    # (SGX_INVALID_CPUSVN, VSGX_ERROR_KEY); otherwise B derives another key from its own
-    # seal fuses and the MAC check fails (VSGX_ERROR_MAC_MISMATCH)
+    # sealed on A (either policy) unseals on B: both hosts are icelake-sp, with one CPUSVN,
+    # so EGETKEY accepts the blob's KEYREQUEST and B's seal fuses derive another key, which
+    # fails the MAC check (VSGX_ERROR_MAC_MISMATCH)
     a, b = src.host.secrets, dst.host.secrets
-    assert a.seal_fuses != b.seal_fuses
-    refused = ERROR_KEY if cpusvn_beyond(a.cpusvn, b.cpusvn) else MAC_MISMATCH
+    assert a.seal_fuses != b.seal_fuses and a.cpusvn == b.cpusvn
+    refused = MAC_MISMATCH
     assert unseal(enclave, by_enclave) == refused
     assert unseal(enclave, by_signer) == refused
     again = SEALING.seal(enclave, MRENCLAVE, SECRET)  # re-provisioning on B

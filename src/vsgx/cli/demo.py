@@ -297,8 +297,9 @@ def _migration(demo: Demo, console: Console, vm: Any, key: Any) -> None:
     def unseal_old() -> list[tuple[str, str]]:
         status, _ = sealing.unseal(state.enclave, state.blob, len(secret))
         a, b = vm.host.secrets, state.dest.host.secrets
-        # the blob's KEYREQUEST carries A's CPUSVN (random per emulated host): beyond B's,
-        # EGETKEY refuses it; otherwise B's own seal fuses give another key
+        # the blob's KEYREQUEST carries A's CPUSVN: the same as B's on hosts of one profile,
+        # so B derives a key from its own seal fuses and the MAC check fails; a CPUSVN beyond
+        # B's (a host with newer microcode) would make EGETKEY refuse the request instead
         wanted = (sealing.ERROR_KEY if cpusvn_beyond(a.cpusvn, b.cpusvn)
                   else sealing.ERROR_MAC_MISMATCH)
         names = {sealing.SUCCESS: "unsealed",
