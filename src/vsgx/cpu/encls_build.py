@@ -218,9 +218,9 @@ def eadd(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
     return LeafResult(SUCCESS)
 
 
-def eextend(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
-            rdx: int) -> LeafResult:
-    """ENCLS[EEXTEND]: extend MRENCLAVE with 256 bytes of an EPC page (SDM EEXTEND)."""
+def _eextend_target(cpu: SgxProcessor, rbx: int, rcx: int) -> tuple[EnclaveState, int]:
+    """EEXTEND's checks on the chunk at ``rcx`` (SDM EEXTEND): the enclave's state and the
+    EPC index of the chunk's page."""
     if rcx % EEXTEND_CHUNK:
         raise gp(f"EEXTEND address {rcx:#x} is not 256-byte aligned")
     secs_idx = cpu.epc_index(rbx)
@@ -232,10 +232,24 @@ def eextend(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
     state = cpu.secs_of(secs_idx, rbx)
     if state.initialized:
         raise gp("EEXTEND on an initialised enclave")
-    off = rcx % PAGE_SIZE
+    return state, idx
+
+
+def _extend(cpu: SgxProcessor, state: EnclaveState, idx: int, chunks: range) -> None:
+    """Hash EEXTEND's records for the chunks (byte offsets within the page) of EPC page
+    ``idx``."""
+    offset = int(cpu.epcm.linaddr[idx]) - state.base
     page = cpu.epc.page(idx)
-    state.builder.eextend(int(e.linaddr[idx]) - state.base + off,
-                          page[off : off + EEXTEND_CHUNK])
+    for chunk in chunks:
+        state.builder.eextend(offset + chunk, page[chunk:chunk + EEXTEND_CHUNK])
+
+
+def eextend(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
+            rdx: int) -> LeafResult:
+    """ENCLS[EEXTEND]: extend MRENCLAVE with 256 bytes of an EPC page (SDM EEXTEND)."""
+    state, idx = _eextend_target(cpu, rbx, rcx)
+    off = rcx % PAGE_SIZE
+    _extend(cpu, state, idx, range(off, off + EEXTEND_CHUNK, EEXTEND_CHUNK))
     return LeafResult(SUCCESS)
 
 
@@ -243,16 +257,11 @@ def eextend_page(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int,
                  page_pa: int) -> LeafResult:
     """The sixteen ENCLS[EEXTEND]s that measure the whole EPC page at ``page_pa``, chunk by
     chunk in address order, as Linux's ``sgx_encl_extend`` issues them. Every chunk of one
-    page passes or fails the same checks, so the first leaf makes them (raising its exact
-    fault) and the other fifteen only extend the measurement (SDM EEXTEND)."""
-    result = eextend(cpu, proc, rbx, page_pa, 0)
-    idx = cpu.epc_index(page_pa)
-    state = cpu.secs_of(cpu.epc_index(rbx), rbx)
-    offset = int(cpu.epcm.linaddr[idx]) - state.base
-    page = cpu.epc.page(idx)
-    for chunk in range(EEXTEND_CHUNK, PAGE_SIZE, EEXTEND_CHUNK):
-        state.builder.eextend(offset + chunk, page[chunk:chunk + EEXTEND_CHUNK])
-    return result
+    page passes or fails the same checks, so they are made once (raising the first leaf's
+    exact fault) and the sixteen records are hashed after them (SDM EEXTEND)."""
+    state, idx = _eextend_target(cpu, rbx, page_pa)
+    _extend(cpu, state, idx, range(0, PAGE_SIZE, EEXTEND_CHUNK))
+    return LeafResult(SUCCESS)
 
 
 _MEASURE_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vsgx-measure")
