@@ -68,9 +68,9 @@ class LoadedEnclave:
     image: EnclaveImage
     sigstruct: SIGSTRUCT
 
-    @property
-    def tcs_addresses(self) -> tuple[int, ...]:
-        return tuple(self.base + t.tcs for t in self.image.layout.threads)
+    def tcs_address(self, thread: int) -> int:
+        """The linear address of thread ``thread``'s TCS."""
+        return self.base + self.image.layout.threads[thread].tcs
 
     def unload(self) -> None:
         """Unmap ELRANGE and close the descriptor; the kernel frees the EPC when the last

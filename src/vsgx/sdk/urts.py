@@ -240,7 +240,7 @@ class Enclave:
     def _marshal(self, slot: _Slot, name: str,
                  args: tuple[Arg, ...]) -> tuple[list[int], list[tuple[int, bytearray]]]:
         buffers = [a for a in args if isinstance(a, bytes | bytearray | memoryview)]
-        need = sum(-(-len(memoryview(b).cast("B")) // 16) * 16 for b in buffers)
+        need = sum(-(-memoryview(b).nbytes // 16) * 16 for b in buffers)
         if need > slot.arena_size:
             self._grow_arena(slot, need)
         values, copy_back, cursor = [0] * abi.MAX_ARGS, [], slot.arena
@@ -276,7 +276,7 @@ class Enclave:
         return 0
 
     def _enter(self, slot: _Slot, leaf: int, rdi: int, rsi: int) -> tuple[int, int, int, int]:
-        tcs = self._current().tcs_addresses[slot.index]
+        tcs = self._current().tcs_address(slot.index)
         _RUN.pack_into(slot.run_page, 0, tcs, 0, 0, 0, 0, self._handler, 0)
         ret = self.process.vdso_sgx_enter_enclave(rdi, rsi, slot.shared, leaf, 0, 0, slot.run)
         if ret:
@@ -456,12 +456,10 @@ class Enclave:
         if function == EncluLeaf.EENTER:
             return True
         thread = self.image.layout.threads[slot.index]
-        base = self._current().base
-        own = (thread.tcs, thread.ssa)
-        return bool(error & Pfec.SGX) and any(
-            base + start <= addr < base + start + PAGE_SIZE * (1 if start == thread.tcs else
-                                                               self.image.config.ssa_frames)
-            for start in own)
+        offset = addr - self._current().base
+        ssa_size = self.image.config.ssa_frames * self.image.layout.ssa_frame_size * PAGE_SIZE
+        return bool(error & Pfec.SGX) and (thread.tcs <= offset < thread.tcs + PAGE_SIZE
+                                           or thread.ssa <= offset < thread.ssa + ssa_size)
 
     def _lost(self, name: str) -> None:
         if not self.recover:
