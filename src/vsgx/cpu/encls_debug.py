@@ -64,4 +64,5 @@ def edbgwr(cpu: SgxProcessor, proc: LogicalProcessor, rbx: int, rcx: int,
     if pt == PageType.PT_TCS and off != _TCS_FLAGS_OFFSET:
         raise gp("EDBGWR may write a TCS only in its FLAGS field")
     cpu.epc.page(idx)[off : off + _WORD] = (rbx & _ALL_ONES).to_bytes(_WORD, "little")
+    cpu.epcm.code_written(idx)
     return LeafResult(SUCCESS)

@@ -59,6 +59,13 @@ class Epcm:
     ``generation`` counts changes to the entries, so a cache of access-control decisions
     (the execution engine's translations) can tell when it is stale.
 
+    ``executable`` marks the pages an execution engine may have translated code from (it sets
+    the flag when it maps a page with X). ``code_generation`` moves, with ``generation``,
+    whenever such a page stops holding that code: the page is freed (EREMOVE, EWB), so its frame
+    may come back with other contents at the same linear address, or a debugger writes into it
+    (EDBGWR, :meth:`code_written`). Engines drop their translated code when it moves; nothing
+    else tells a JIT's code cache that bytes changed behind its back.
+
     A reverse map from (owner, linear address) to page serves the "honest OS" address
     translation the ``vsgx isa`` runner uses. The EPCM itself does not forbid two pages of one
     enclave at the same address (EAUG twice); the newest is mapped and the others wait in
@@ -77,6 +84,8 @@ class Epcm:
         self._shadowed: dict[tuple[int, int], list[int]] = {}
         self.valid_count = 0
         self.generation = 0
+        self.executable: npt.NDArray[np.bool_] = np.zeros(pages, dtype=np.bool_)
+        self.code_generation = 0
 
     # -- single entries ----------------------------------------------------------------------
 
@@ -121,12 +130,21 @@ class Epcm:
         if not self.flags.item(i) & VALID:
             return
         self._unmap((int(self.owner.item(i)), int(self.linaddr.item(i))), i)
+        self.code_written(i)
         self.flags[i] = 0
         self.pt[i] = 0
         self.owner[i] = 0
         self.linaddr[i] = 0
         self.valid_count -= 1
         self.generation += 1
+
+    def code_written(self, i: int) -> None:
+        """The contents of page ``i`` changed from outside any engine (or the page is going):
+        translated code from it is stale."""
+        if self.executable.item(i):
+            self.executable[i] = False
+            self.code_generation += 1
+            self.generation += 1
 
     def _unmap(self, key: tuple[int, int], i: int) -> None:
         """Drop entry ``i`` from the reverse map; a page it shadowed is mapped again."""
@@ -176,6 +194,9 @@ class Epcm:
         keys = zip(self.owner[idx].tolist(), self.linaddr[idx].tolist(), strict=True)
         for i, key in zip(idx.tolist(), keys, strict=True):
             self._unmap(key, i)
+        if self.executable[idx].any():
+            self.executable[idx] = False
+            self.code_generation += 1
         self.flags[idx] = 0
         self.pt[idx] = 0
         self.owner[idx] = 0

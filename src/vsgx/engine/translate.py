@@ -130,4 +130,7 @@ class AccessControl:
                 or e.pt.item(idx) != _PT_REG or e.owner.item(idx) != secs
                 or e.linaddr.item(idx) != va or not bits & need):
             return Fault(int(Vector.PF), pfec(need, present=True, sgx=True))
-        return pa, perms & bits & (PERM_RW | PERM_X)
+        granted = perms & bits & (PERM_RW | PERM_X)
+        if granted & PERM_X:
+            e.executable[idx] = True  # code may get translated from it: see Epcm.executable
+        return pa, granted

@@ -169,6 +169,7 @@ class Vcpu:
         self._entries = transitions.EntryCache()
         self._epcm = processor.epcm
         self._generation = processor.epcm.generation
+        self._code_generation = processor.epcm.code_generation
         self._session: transitions.Session | None = None
         self._gates = _gates_of(processor)
         self._gate: EnclaveGate | None = None
@@ -261,9 +262,14 @@ class Vcpu:
 
     def _sync_epcm(self) -> None:
         """Drop remembered enclave-page decisions if the EPCM changed since they were made
-        (and faults decided before, with their fault-window TLB entries)."""
+        (and faults decided before, with their fault-window TLB entries), and the translated
+        code when an EPC page it came from has changed (``Epcm.code_generation``): a frame
+        freed and reused at the same linear address, or a debugger's EDBGWR."""
         epcm = self.processor.epcm
         if epcm is not self._epcm or epcm.generation != self._generation:
+            if epcm is not self._epcm or epcm.code_generation != self._code_generation:
+                self._code_generation = epcm.code_generation
+                self._uc.flush_translations()
             self._epcm = epcm
             self._generation = epcm.generation
             for tlb in self._inside.values():
