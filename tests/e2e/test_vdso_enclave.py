@@ -448,7 +448,8 @@ INCREMENT_IN_PLACE = bytes.fromhex(
 @pytest.mark.xfail(strict=True, reason="Unicorn 2.1.4 bug (unicorn-engine/unicorn#1355): "
                    "uc_emu_stop from another thread can stop after a read-modify-write "
                    "instruction executed with RIP still on it, so the AEX saves that RIP and "
-                   "ERESUME runs the instruction a second time")
+                   "ERESUME runs the instruction a second time (cpu_tb_exec skips "
+                   "synchronize_from_tb when stop_request is set)")
 def test_interrupts_never_repeat_an_instruction(vm: vsgx.Machine) -> None:
     user, b = build(vm, INCREMENT_IN_PLACE)
     start = struct.unpack("<Q", user.proc.read_memory(b.base + 0x3000, 8))[0]

@@ -26,7 +26,9 @@ QUANTUM = 0.02
 interrupt, and an interrupt that lands on a memory read-modify-write instruction can make
 Unicorn run that instruction again after ERESUME (an asynchronous ``uc_emu_stop`` is honoured
 with RIP not yet past an instruction that has executed; unicorn-engine/unicorn#1355, still in
-2.1.4 for x86), so turns are long and preemption rare."""
+2.1.4 for x86: ``cpu_tb_exec`` in ``qemu/accel/tcg/cpu-exec.c`` skips
+``synchronize_from_tb`` when ``stop_request`` is set, so a chain of translation blocks stopped
+from outside keeps the last RIP it stored), so turns are long and preemption rare."""
 
 
 class Interruptible(Protocol):
