@@ -22,7 +22,10 @@ here is hooked per instruction:
 The processor model's leaves change the EPCM; each change bumps ``Epcm.generation``. A Vcpu
 compares it at the start of every run and at every ENCLU/ENCLS, and drops its remembered
 decisions about enclave pages when it moved, which is how ENCLS leaves executed on other
-threads reach it (hardware equally sees them after its next TLB miss or enclave entry). Page
+threads reach it (hardware equally sees them after its next TLB miss or enclave entry). When an
+EPC page that was mapped executable is freed or written by EDBGWR, ``Epcm.code_generation``
+moves too and the Vcpu drops its translated code (Unicorn's code cache sees only the writes of
+its own instance, and would otherwise run a reused frame's old code). Page
 table changes are the caller's to announce: call :meth:`Vcpu.flush_tlb` (between runs, on the
 Vcpu's own thread) after changing the address space's mappings, as an OS executes INVLPG or
 reloads CR3. Passing a different address-space object to :meth:`Vcpu.run` flushes by itself.
