@@ -572,3 +572,10 @@ def test_secinfo_properties(pt: arch.PageType, rwx: int, state: int) -> None:
     assert s.flags == (int(pt) << 8) | rwx | extra == arch.secinfo_flags(pt, rwx, extra)
     assert s.page_type == int(pt)
     assert s.rwx == rwx
+
+
+def test_field_offset_names_the_sdm_offsets() -> None:
+    assert (arch.TCS.field_offset("cssa"), arch.TCS.field_offset("aep")) == (24, 40)
+    assert arch.GPRSGX.field_offset("aexnotify") == 167
+    with pytest.raises(KeyError, match="TCS has no field 'rip'"):
+        arch.TCS.field_offset("rip")

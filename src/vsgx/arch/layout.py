@@ -225,6 +225,15 @@ class Struct:
         return cls(**values)
 
     @classmethod
+    def field_offset(cls, name: str) -> int:
+        """Byte offset of field ``name`` in the image (for code that reads or writes one field
+        of a live structure in place)."""
+        for f in cls.LAYOUT:
+            if f.name == name:
+                return f.offset
+        raise KeyError(f"{cls.NAME} has no field {name!r}")
+
+    @classmethod
     def zero(cls) -> Self:
         return cls.from_bytes(bytes(cls.SIZE))
 

@@ -9,14 +9,14 @@ ATTRIBUTES.DEBUG is #GP(0). EDBGRD of a VA slot reads all ones when the slot hol
 
 from __future__ import annotations
 
-from vsgx.arch import PAGE_SIZE, AttributesFlags, PageType, SgxError
+from vsgx.arch import PAGE_SIZE, TCS, AttributesFlags, PageType, SgxError
 from vsgx.cpu import epcm as m
 from vsgx.cpu.fault import gp, pf
 from vsgx.cpu.processor import LeafResult, LogicalProcessor, SgxProcessor
 from vsgx.cpu.status import SUCCESS, error
 
 _WORD = 8
-_TCS_FLAGS_OFFSET = 8
+_TCS_FLAGS_OFFSET = TCS.field_offset("flags")
 _ALL_ONES = (1 << 64) - 1
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from vsgx.arch import (
     GPRSGX,
     PAGE_SIZE,
+    TCS,
     AttributesFlags,
     MiscSelect,
     PageType,
@@ -65,9 +66,9 @@ _TCS = struct.Struct("<QQQIIQQQQ")
 """TCS.STATE, FLAGS, OSSA, CSSA, NSSA, OENTRY, AEP, OFSBASGX, OGSBASGX (SDM 38.8)."""
 _TCS_DYNAMIC = struct.Struct("<QQ8xI")
 """The TCS fields that change after the TCS is built: STATE, FLAGS (EDBGWR), CSSA."""
-_TCS_STATE = 0
-_TCS_CSSA_OFFSET = 24
-_TCS_AEP_OFFSET = 40
+_TCS_STATE = TCS.field_offset("state")
+_TCS_CSSA_OFFSET = TCS.field_offset("cssa")
+_TCS_AEP_OFFSET = TCS.field_offset("aep")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 TCS_ACTIVE = 1
@@ -89,9 +90,9 @@ assert _GPRSGX.size == GPRSGX.SIZE
 _GPRSGX_SAVED = struct.Struct("<20QI")
 """What an AEX writes from offset 0: the GPRs, RFLAGS, RIP, URSP, URBP and EXITINFO."""
 _GPRSGX_BASES = struct.Struct("<2Q")
-_BASES_OFFSET = 168
-_URSP_OFFSET = 144
-_AEXNOTIFY_OFFSET = 167
+_BASES_OFFSET = GPRSGX.field_offset("fsbase")
+_URSP_OFFSET = GPRSGX.field_offset("ursp")
+_AEXNOTIFY_OFFSET = GPRSGX.field_offset("aexnotify")
 _URSP_URBP = struct.Struct("<QQ")
 _EXINFO = struct.Struct("<QII")
 _GPR_ORDER = (RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, *range(R8, R15 + 1))
